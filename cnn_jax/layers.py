@@ -1,0 +1,257 @@
+"""The lecture's building blocks as pure-function Flax Linen modules.
+
+Images are NHWC: `[B, H, W, C]`. Every module is a pure function of its
+parameters (`model.init` / `model.apply`); none keeps hidden state.
+
+* `Conv2D`    - a 2-D convolution with any number of kernels (the lecture's
+                "weighted sum of the input under a kernel", summed over all
+                input channels). Like every deep-learning library it computes a
+                cross-correlation: the kernel is not flipped.
+* `Pool`      - max or average pooling.
+* `Flatten`   - `[B, H, W, C] -> [B, H*W*C]`.
+* `Dense`     - a fully connected layer.
+* `activation(name)` - sigmoid / tanh / relu / ... chosen by name.
+* `BatchNorm` - batch normalisation with an explicit `train` flag.
+* `ConvBlock` - conv -> [norm] -> activation -> [pool], pieces passed in.
+
+Parameter sharing is visible in the shapes: a `Conv2D` has `kh*kw*C_in*K + K`
+parameters whatever the image size, where a dense layer on the same input and
+output would need `(H*W*C_in) * (H'*W'*K)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax.registry import Registry
+
+Array = jax.Array
+Dtype = Any
+IntOrPair = int | Sequence[int]
+Padding = str | int | Sequence[tuple[int, int]]
+
+ACTIVATIONS: Registry[Callable[[Array], Array]] = Registry("activation")
+ACTIVATIONS.register("sigmoid")(nn.sigmoid)
+ACTIVATIONS.register("tanh")(jnp.tanh)
+ACTIVATIONS.register("relu")(nn.relu)
+ACTIVATIONS.register("leaky_relu")(nn.leaky_relu)
+ACTIVATIONS.register("elu")(nn.elu)
+ACTIVATIONS.register("gelu")(nn.gelu)
+ACTIVATIONS.register("identity")(lambda x: x)
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+  """Returns the activation function registered as `name` (e.g. "relu")."""
+  return ACTIVATIONS.get(name)
+
+
+def _pair(v: IntOrPair, what: str) -> tuple[int, int]:
+  if isinstance(v, int):
+    pair = (v, v)
+  else:
+    pair = tuple(int(a) for a in v)
+  if len(pair) != 2 or min(pair) < 1:
+    raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}.")
+  return pair  # type: ignore[return-value]
+
+
+def _padding(padding: Padding) -> str | list[tuple[int, int]]:
+  if isinstance(padding, str):
+    if padding.upper() not in ("SAME", "VALID"):
+      raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}.")
+    return padding.upper()
+  if isinstance(padding, int):
+    return [(padding, padding), (padding, padding)]
+  return [tuple(p) for p in padding]  # type: ignore[misc]
+
+
+def check_images(x: Array, where: str) -> None:
+  """Images must be a rank-4 NHWC batch; say how to fix anything else."""
+  if x.ndim != 4:
+    hint = ""
+    if x.ndim == 3:
+      hint = " For a single image use x[None]; for a grey batch [B, H, W] use x[..., None]."
+    elif x.ndim == 2:
+      hint = " For one grey image [H, W] use x[None, :, :, None]."
+    raise ValueError(
+        f"{where} expects an image batch of rank 4 [B, H, W, C], got shape {tuple(x.shape)} "
+        f"(rank {x.ndim}).{hint}"
+    )
+
+
+class Conv2D(nn.Module):
+  """2-D convolution (cross-correlation) with `features` kernels.
+
+  Attributes:
+    features: number of kernels = output channels.
+    kernel_size: `k` or `(kh, kw)`.
+    strides: `s` or `(sh, sw)`.
+    padding: 'VALID', 'SAME', an int (same on every side) or `((top, bottom), (left, right))`.
+    use_bias: add one bias per kernel.
+    dtype: compute dtype (e.g. bfloat16); parameters stay `param_dtype`.
+
+  Input `[B, H, W, C_in]`, output `[B, H', W', features]`. Parameters:
+  `kernel [kh, kw, C_in, features]` (the same kernel slides over every position:
+  parameter sharing) and `bias [features]`. Output channel `k` at `(i, j)` is
+  `sum_{c, u, v} x[i*s+u, j*s+v, c] * kernel[u, v, c, k] + bias[k]`.
+  """
+
+  features: int
+  kernel_size: IntOrPair
+  strides: IntOrPair = 1
+  padding: Padding = "VALID"
+  use_bias: bool = True
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_images(x, "Conv2D")
+    kh, kw = _pair(self.kernel_size, "kernel_size")
+    strides = _pair(self.strides, "strides")
+    kernel = self.param(
+        "kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype
+    )
+    bias = (
+        self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        if self.use_bias
+        else None
+    )
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=strides,
+        padding=_padding(self.padding),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    if bias is not None:
+      y = y + bias
+    return y
+
+
+class Pool(nn.Module):
+  """Max or average pooling over `window` with `strides` (default: = window)."""
+
+  kind: str = "max"
+  window: IntOrPair = 2
+  strides: IntOrPair | None = None
+  padding: Padding = "VALID"
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_images(x, "Pool")
+    window = _pair(self.window, "window")
+    strides = _pair(self.strides if self.strides is not None else self.window, "strides")
+    padding = _padding(self.padding)
+    if self.kind == "max":
+      return nn.max_pool(x, window, strides, padding)
+    if self.kind == "avg":
+      # Average over the real pixels only, so padded borders are not darkened.
+      return nn.avg_pool(x, window, strides, padding, count_include_pad=False)
+    raise ValueError(f"Unknown pooling kind {self.kind!r}. Known pooling kinds: avg, max.")
+
+
+class Flatten(nn.Module):
+  """`[B, ...] -> [B, prod(...)]`: the bridge from feature maps to dense layers."""
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    return x.reshape((x.shape[0], -1))
+
+
+class Dense(nn.Module):
+  """Fully connected layer `[B, D_in] -> [B, features]`: `x @ kernel + bias`."""
+
+  features: int
+  use_bias: bool = True
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    if x.ndim != 2:
+      raise ValueError(
+          f"Dense expects [B, D], got shape {tuple(x.shape)}; put a Flatten() in front of it."
+      )
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+    bias = (
+        self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        if self.use_bias
+        else None
+    )
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = x @ kernel
+    if bias is not None:
+      y = y + bias
+    return y
+
+
+class BatchNorm(nn.Module):
+  """Batch normalisation with an explicit `train` flag.
+
+  In training it normalises with the batch's statistics (averaged over
+  `axis_name` when the batch is split across devices) and updates the running
+  averages in the `batch_stats` collection; in evaluation it uses those averages.
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  axis_name: str | None = None
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.momentum,
+        epsilon=self.epsilon,
+        axis_name=self.axis_name,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name="bn",
+    )(x)
+
+
+ModuleDef = Callable[..., nn.Module]
+
+
+class ConvBlock(nn.Module):
+  """conv -> [norm] -> activation -> [pool], each piece passed in.
+
+  The pieces are module constructors (classes or `functools.partial`s), as in
+  flax's ResNet examples, so the block owns its children and their parameters
+  nest under the block's name: `{"conv": ..., "norm": ...}`.
+
+  Attributes:
+    conv: makes a module `[B, H, W, C] -> [B, H', W', K]`, e.g. `partial(Conv2D, 6, 5)`.
+    act: an activation function, or its name.
+    norm: optional; makes a module called as `norm(x, train)`, e.g. `BatchNorm`.
+    pool: optional; makes a pooling module, e.g. `partial(Pool, "max", 2)`.
+  """
+
+  conv: ModuleDef
+  act: Callable[[Array], Array] | str = "relu"
+  norm: ModuleDef | None = None
+  pool: ModuleDef | None = None
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = self.conv(name="conv")(x)
+    if self.norm is not None:
+      x = self.norm(name="norm")(x, train)
+    act = activation(self.act) if isinstance(self.act, str) else self.act
+    x = act(x)
+    if self.pool is not None:
+      x = self.pool(name="pool")(x)
+    return x

@@ -1,0 +1,37 @@
+"""Models, found by name: `create_model("lenet5", num_classes=10)`.
+
+Every model maps `[B, H, W, C]` images to `[B, num_classes]` logits with
+`model.apply(variables, x, train=...)`, and sows its named intermediate features
+into the `intermediates` collection (`mutable=["intermediates"]`) so probes and
+visualisations can reach any layer without a second model definition.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnn_jax.models.registry import MODELS
+from cnn_jax.models import lenet as _lenet  # noqa: F401  (registers lenet5)
+from cnn_jax.models import simple_cnn as _simple_cnn  # noqa: F401  (registers simple_cnn)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+  """Builds the model registered as `name` with keyword arguments from the config."""
+  cls = MODELS.get(name)
+  if isinstance(kwargs.get("dtype"), str):
+    kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
+  fields = {f for f in inspect.signature(cls).parameters if f not in ("parent", "name")}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ValueError(
+        f"Model {name!r} has no option(s) {', '.join(unknown)}. "
+        f"Its options are: {', '.join(sorted(fields))}."
+    )
+  return cls(**kwargs)
+
+
+__all__ = ["MODELS", "create_model"]
