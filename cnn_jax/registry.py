@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from cnn_jax.errors import ConfigError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(ConfigError):
   """A config named a component that is not registered."""
 
 

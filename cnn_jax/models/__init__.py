@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cnn_jax.errors import ConfigError
 from cnn_jax.models.registry import MODELS
 from cnn_jax.models import lenet as _lenet  # noqa: F401  (registers lenet5)
 from cnn_jax.models import simple_cnn as _simple_cnn  # noqa: F401  (registers simple_cnn)
@@ -27,7 +28,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
   fields = {f for f in inspect.signature(cls).parameters if f not in ("parent", "name")}
   unknown = sorted(set(kwargs) - fields)
   if unknown:
-    raise ValueError(
+    raise ConfigError(
         f"Model {name!r} has no option(s) {', '.join(unknown)}. "
         f"Its options are: {', '.join(sorted(fields))}."
     )

@@ -1,0 +1,78 @@
+"""Device-resident data: the whole split lives on the device and is batched there.
+
+For small data sets (digits, MNIST-sized, CIFAR-sized) the host does no work
+per step: the batch for global step `t` is `perm_e[i*B:(i+1)*B]` of the
+training images, where `e = t // steps_per_epoch`, `i = t % steps_per_epoch` and
+`perm_e = permutation(fold_in(data_key, e))`. The data order is therefore a pure
+function of (seed, step), which is what makes runs repeatable and resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax.data.loader import Split
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+  """uint8 pixels -> float: `(x / 255 - mean) / std`, then resized to `image_size`."""
+
+  mean: float
+  std: float
+  image_size: int | None = None
+
+  @classmethod
+  def from_split(cls, split: Split, image_size: int | None = None) -> "Normalization":
+    x = split.images.astype(np.float64) / 255.0
+    return cls(mean=float(x.mean()), std=float(x.std()) or 1.0, image_size=image_size)
+
+  def __call__(self, images: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """`[B, H, W, C]` uint8 -> `[B, S, S, C]` float (S = image_size or H)."""
+    x = (images.astype(jnp.float32) / 255.0 - self.mean) / self.std
+    if self.image_size and x.shape[1:3] != (self.image_size, self.image_size):
+      b, _, _, c = x.shape
+      x = jax.image.resize(x, (b, self.image_size, self.image_size, c), method="bilinear")
+    return x.astype(dtype)
+
+
+def epoch_permutation(data_key: jax.Array, epoch: int | jax.Array, n: int) -> jax.Array:
+  """The example order of `epoch`: a permutation of `range(n)` from (data key, epoch)."""
+  return jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+
+
+def batch_from_permutation(
+    images: jax.Array, labels: jax.Array, perm: jax.Array, index: jax.Array, batch_size: int
+) -> tuple[jax.Array, jax.Array]:
+  """The `index`-th batch of an epoch, gathered on the device (jit-able)."""
+  idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+  return images[idx], labels[idx]
+
+
+def iterate_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    epoch: int = 0,
+    drop_remainder: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Host-side batches of a split, shuffled by (seed, epoch) when `seed` is given.
+
+  For data sets too large to keep on the device, and for feature extraction.
+  """
+  n = len(split)
+  order = (
+      np.asarray(epoch_permutation(jax.random.key(seed), epoch, n))
+      if seed is not None
+      else np.arange(n)
+  )
+  stop = n - n % batch_size if drop_remainder else n
+  for start in range(0, stop, batch_size):
+    idx = order[start : start + batch_size]
+    yield split.images[idx], split.labels[idx]

@@ -1,0 +1,220 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop every experiment uses.
+
+Everything that can fail on bad input (names, data files, shapes) is checked
+before the workdir is touched, so a bad command leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from cnn_jax import data as data_lib
+from cnn_jax.errors import ConfigError
+from cnn_jax.models import create_model
+from cnn_jax.train import metrics as metrics_lib
+from cnn_jax.train import steps
+from cnn_jax.train.optim import create_optimizer
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything built from a config before training starts."""
+
+  config: ml_collections.ConfigDict
+  train: data_lib.Split
+  test: data_lib.Split
+  model: Any
+  state: steps.TrainState
+  schedule: Any
+  normalize: data_lib.Normalization
+  steps_per_epoch: int
+  total_steps: int
+  data_key: jax.Array
+
+
+def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  kwargs["dtype"] = config.dtype
+  return kwargs
+
+
+def num_params(params: Any) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+  """Builds data, model and optimiser from `config`; raises `UserError`s on bad input."""
+  dc = config.data
+  load = functools.partial(
+      data_lib.load_split, dc.name, data_dir=dc.data_dir, tfds_dir=dc.tfds_dir, download=dc.download
+  )
+  train, test = load(dc.train_split), load(dc.test_split)
+  model = create_model(config.model.name, **model_kwargs(config))
+  if config.model.num_classes != train.num_classes:
+    raise ConfigError(
+        f"config.model.num_classes={config.model.num_classes} but data set {dc.name!r} has "
+        f"{train.num_classes} classes; set --config.model.num_classes={train.num_classes}."
+    )
+  if config.batch_size > len(train) or config.batch_size < 1:
+    raise ConfigError(
+        f"batch_size={config.batch_size} must be between 1 and the {len(train)} training examples."
+    )
+  steps_per_epoch = len(train) // config.batch_size
+  total_steps = steps_per_epoch * config.num_epochs
+  tx, schedule = create_optimizer(config.optimizer, total_steps)
+  normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
+  root = jax.random.key(config.seed)
+  init_key, data_key = jax.random.split(root)
+  size = dc.image_size or train.images.shape[1]
+  state = steps.create_train_state(model, tx, init_key, (size, size, train.images.shape[3]))
+  return Setup(
+      config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps, data_key
+  )
+
+
+def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """Creates the workdir and writes `config.json`; refuses a workdir of another config."""
+  config_json = json.loads(config.to_json_best_effort(sort_keys=True))
+  existing = workdir / "config.json"
+  if existing.exists():
+    with open(existing) as f:
+      old = json.load(f)
+    if old != config_json:
+      changed = sorted(k for k in set(old) | set(config_json) if old.get(k) != config_json.get(k))
+      raise ConfigError(
+          f"{workdir} holds a run with a different config (differs in: {', '.join(changed)}). "
+          "Use a new --workdir, or delete the old one."
+      )
+  workdir.mkdir(parents=True, exist_ok=True)
+  metrics_lib.write_json_atomic(existing, config_json)
+
+
+def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
+  """Mean loss and accuracy over the `n` real examples of a padded, on-device split."""
+  loss_sum, correct = 0.0, 0
+  for start in range(0, n, batch_size):
+    out = eval_fn(state, images, labels, jnp.int32(start))
+    loss_sum += out["loss_sum"]
+    correct += out["correct"]
+  return float(loss_sum) / n, float(correct) / n
+
+
+def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+  pad = (-len(x)) % multiple
+  return np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config.model` on `config.data` and evaluates it after every epoch.
+
+  Writes `WORKDIR/config.json`, `WORKDIR/metrics.jsonl` and, at the end,
+  `WORKDIR/summary.json`. Returns the summary.
+  """
+  s = setup(config)
+  workdir_path = pathlib.Path(workdir)
+  prepare_workdir(workdir_path, config)
+
+  dtype = jnp.dtype(config.dtype)
+  preprocess = functools.partial(s.normalize, dtype=dtype)
+  train_fn = jax.jit(
+      functools.partial(steps.train_step, batch_size=config.batch_size, preprocess=preprocess),
+      donate_argnums=(0,),
+  )
+  eval_bs = min(config.eval_batch_size, len(s.test))
+  eval_fn = jax.jit(
+      functools.partial(
+          steps.eval_step, batch_size=eval_bs, num_examples=len(s.test), preprocess=preprocess
+      )
+  )
+  train_images = jax.device_put(s.train.images)
+  train_labels = jax.device_put(s.train.labels)
+  test_images = jax.device_put(_pad_to_multiple(s.test.images, eval_bs))
+  test_labels = jax.device_put(_pad_to_multiple(s.test.labels, eval_bs))
+  permutation = jax.jit(data_lib.epoch_permutation, static_argnums=2)
+
+  n_params = num_params(s.state.params)
+  logging.info(
+      "Training %s (%s parameters) on %s: %d train / %d test images, %d epochs x %d steps "
+      "of %d.", config.model.name, f"{n_params:,}", config.data.name, len(s.train), len(s.test),
+      config.num_epochs, s.steps_per_epoch, config.batch_size,
+  )
+  state = s.state
+  history: list[dict[str, Any]] = []
+  pending: list[dict[str, jax.Array]] = []
+  start_time = last_time = time.perf_counter()
+  last_step = 0
+  with metrics_lib.MetricWriter(workdir_path / "metrics.jsonl") as writer:
+    for step in range(s.total_steps):
+      epoch, index = divmod(step, s.steps_per_epoch)
+      if index == 0:
+        perm = permutation(s.data_key, epoch, len(s.train))
+      state, m = train_fn(state, train_images, train_labels, perm, jnp.int32(index))
+      pending.append(m)
+      done = step + 1
+      end_of_epoch = done % s.steps_per_epoch == 0
+      if done % config.log_every_steps == 0 or end_of_epoch:
+        means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
+        pending = []
+        if not math.isfinite(means["loss"]):
+          raise FloatingPointError(
+              f"Training loss is {means['loss']} at step {done}: the run diverged. "
+              "Lower --config.optimizer.learning_rate or enable grad_clip_norm."
+          )
+        record = {
+            "step": done, "epoch": epoch + 1, "split": "train",
+            "loss": means["loss"], "accuracy": means["accuracy"],
+            "learning_rate": float(s.schedule(done - 1)),
+        }
+        writer.write(record)
+        history.append(record)
+        now = time.perf_counter()
+        rate = (done - last_step) / max(now - last_time, 1e-9)
+        last_time, last_step = now, done
+        logging.info(
+            "step %d/%d  epoch %d  loss %.4f  acc %.4f  %.1f steps/s  %.0f img/s  ETA %s",
+            done, s.total_steps, epoch + 1, means["loss"], means["accuracy"], rate,
+            rate * config.batch_size, _fmt_time((s.total_steps - done) / rate),
+        )
+      if end_of_epoch:
+        loss, acc = evaluate(state, eval_fn, test_images, test_labels, len(s.test), eval_bs)
+        record = {"step": done, "epoch": epoch + 1, "split": "test", "loss": loss, "accuracy": acc}
+        writer.write(record)
+        history.append(record)
+        logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
+  train_time = time.perf_counter() - start_time
+  last_test = [r for r in history if r["split"] == "test"][-1]
+  summary = {
+      "model": config.model.name,
+      "dataset": config.data.name,
+      "num_params": n_params,
+      "steps": s.total_steps,
+      "epochs": config.num_epochs,
+      "test_accuracy": last_test["accuracy"],
+      "test_loss": last_test["loss"],
+      "train_time_s": train_time,
+      "images_per_s": s.total_steps * config.batch_size / train_time,
+      "device": jax.devices()[0].device_kind,
+  }
+  metrics_lib.write_json_atomic(workdir_path / "summary.json", summary)
+  logging.info(
+      "Done in %s: test accuracy %.4f (%s).", _fmt_time(train_time), summary["test_accuracy"],
+      workdir_path / "summary.json",
+  )
+  return summary

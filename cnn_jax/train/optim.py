@@ -1,0 +1,81 @@
+"""Optax optimisers and learning-rate schedules from the config, by name."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+import optax
+
+from cnn_jax.registry import Registry
+
+SCHEDULES: Registry[Callable[..., optax.Schedule]] = Registry("learning-rate schedule")
+OPTIMIZERS: Registry[Callable[..., optax.GradientTransformation]] = Registry("optimizer")
+
+
+@SCHEDULES.register("constant")
+def _constant(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+  del total_steps
+  if warmup_steps:
+    return optax.linear_schedule(0.0, lr, warmup_steps)
+  return optax.constant_schedule(lr)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+  return optax.warmup_cosine_decay_schedule(
+      0.0, lr, warmup_steps, max(total_steps, warmup_steps + 1), end_value=0.0
+  )
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(lr: optax.Schedule, cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.add_decayed_weights(cfg.weight_decay) if cfg.weight_decay else optax.identity(),
+      optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
+  )
+
+
+@OPTIMIZERS.register("adam")
+def _adam(lr: optax.Schedule, cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # Classic L2 regularisation: the decay term goes through Adam's scaling.
+  return optax.chain(
+      optax.add_decayed_weights(cfg.weight_decay) if cfg.weight_decay else optax.identity(),
+      optax.adam(lr, b1=cfg.b1, b2=cfg.b2),
+  )
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(lr: optax.Schedule, cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  # Decoupled weight decay (Loshchilov & Hutter 2019).
+  return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+
+
+def create_optimizer(
+    cfg: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """`cfg` fields: name, learning_rate, schedule, warmup_steps, weight_decay,
+  momentum, nesterov, b1, b2, grad_clip_norm (0 = off)."""
+  make = OPTIMIZERS.get(cfg.name)
+  schedule = SCHEDULES.get(cfg.schedule)(cfg.learning_rate, total_steps, cfg.warmup_steps)
+  tx = make(schedule, cfg)
+  if cfg.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  return tx, schedule
+
+
+def default_optimizer_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+      dict(
+          name="adam",
+          learning_rate=1e-3,
+          schedule="cosine",
+          warmup_steps=0,
+          weight_decay=0.0,
+          momentum=0.9,
+          nesterov=False,
+          b1=0.9,
+          b2=0.999,
+          grad_clip_norm=0.0,
+      )
+  )

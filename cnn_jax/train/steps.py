@@ -1,0 +1,114 @@
+"""The train state, loss, and the jit-compiled train and eval steps."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.training import train_state
+
+from cnn_jax.data.pipeline import batch_from_permutation
+
+Preprocess = Callable[[jax.Array], jax.Array]
+
+
+class TrainState(train_state.TrainState):
+  """params + optimiser state (from flax) + BatchNorm statistics + the dropout key."""
+
+  batch_stats: Any = None
+  dropout_key: jax.Array = struct.field(default=None)
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    input_shape: tuple[int, ...],
+) -> TrainState:
+  """Initialises the model on a dummy `[1, H, W, C]` batch (shapes only)."""
+  init_key, dropout_key = jax.random.split(key)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      init_key, jnp.zeros((1, *input_shape), jnp.float32)
+  )
+  return TrainState.create(
+      apply_fn=model.apply,
+      params=variables["params"],
+      batch_stats=variables.get("batch_stats", {}),
+      tx=tx,
+      dropout_key=dropout_key,
+  )
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy of `[B, K]` logits against `[B]` integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def train_step(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    perm: jax.Array,
+    index: jax.Array,
+    *,
+    batch_size: int,
+    preprocess: Preprocess,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
+
+  The dropout key is `fold_in(state.dropout_key, state.step)`: a function of the
+  seed and the step only.
+  """
+  x, y = batch_from_permutation(images, labels, perm, index, batch_size)
+  x = preprocess(x)
+  dropout_key = jax.random.fold_in(state.dropout_key, state.step)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": dropout_key},
+    )
+    return cross_entropy_loss(logits, y), (logits, updates)
+
+  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
+  return state, {"loss": loss, "accuracy": accuracy(logits, y)}
+
+
+def eval_step(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    start: jax.Array,
+    *,
+    batch_size: int,
+    num_examples: int,
+    preprocess: Preprocess,
+) -> dict[str, jax.Array]:
+  """Sums of loss and correct predictions over `[start, start + batch_size)`.
+
+  `images` is padded to a multiple of `batch_size`; padded rows are masked out.
+  """
+  x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
+  y = jax.lax.dynamic_slice_in_dim(labels, start, batch_size)
+  logits = state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats}, preprocess(x), train=False
+  )
+  mask = (start + jnp.arange(batch_size)) < num_examples
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  return {
+      "loss_sum": jnp.sum(jnp.where(mask, losses, 0.0)),
+      "correct": jnp.sum(jnp.where(mask, jnp.argmax(logits, -1) == y, False)),
+  }
