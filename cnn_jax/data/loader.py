@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import os
 import pathlib
 
@@ -84,10 +85,15 @@ def dataset_builder(
       return official
   if name in LOCAL_DATASETS:
     kwargs = {"idx_dir": data_dir} if name == "fashion_mnist" else {}
-    builder = LOCAL_DATASETS[name](data_dir=str(root), file_format="array_record", **kwargs)
+    make = functools.partial(
+        LOCAL_DATASETS[name], data_dir=str(root), file_format="array_record", **kwargs
+    )
+    builder = make()
     if not builder.is_prepared():
       with _file_lock(root / f".{builder.name}.lock"):
-        builder.download_and_prepare()
+        builder = make()  # another process may have prepared it while we waited
+        if not builder.is_prepared():
+          builder.download_and_prepare()
     return builder
   try:
     builder = tfds.builder(name, data_dir=str(root))
