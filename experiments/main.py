@@ -20,6 +20,27 @@ flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.jsonl a
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _root_message(e: BaseException) -> str:
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]
+  msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+  return " ".join(line.strip() for line in msg.splitlines())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, but a bad `--config.*` override is one clear line, not a traceback."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    print(
+        f"error: bad flag ({_root_message(e)}). Config overrides given: {' '.join(overrides)}. "
+        "Fields must exist in the config file (see configs/default.py).",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -32,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -23,6 +23,8 @@ def _constant(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
 
 @SCHEDULES.register("cosine")
 def _cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Schedule:
+  if not warmup_steps:
+    return optax.cosine_decay_schedule(lr, max(total_steps, 1))
   return optax.warmup_cosine_decay_schedule(
       0.0, lr, warmup_steps, max(total_steps, warmup_steps + 1), end_value=0.0
   )
