@@ -111,3 +111,23 @@ def test_optimizers_follow_schedule_and_weight_decay(name):
   updates, state2 = tx.update({"w": np.zeros(3, np.float32)}, state, params)
   updates, _ = tx.update({"w": np.zeros(3, np.float32)}, state2, params)
   assert np.all(np.asarray(updates["w"]) < 0)  # zero gradient: only weight decay moves w
+
+
+def test_corrupt_fashion_mnist_stops_before_the_workdir(tmp_path, monkeypatch):
+  import gzip
+
+  from cnn_jax.data import DataError, idx
+
+  monkeypatch.setattr(idx, "DEBIAN_DIR", str(tmp_path / "nowhere"))
+  monkeypatch.delenv(idx.ENV_VAR, raising=False)
+  raw = tmp_path / "raw"
+  raw.mkdir()
+  for name in idx.FASHION_MNIST_FILES:
+    (raw / name).write_bytes(gzip.compress(b"not fashion-mnist"))
+  config = simple_cnn_fashion_mnist.get_config()
+  config.data.data_dir = str(raw)
+  config.data.tfds_dir = str(tmp_path / "tfds")
+  workdir = tmp_path / "run"
+  with pytest.raises(DataError, match="train-images-idx3-ubyte.gz fails its MD5 check"):
+    train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()
