@@ -29,4 +29,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_epochs = 3
   config.log_every_steps = 100
+  config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
+  config.keep_checkpoints = 3
   return config

@@ -4,6 +4,7 @@
       [--config.optimizer.learning_rate=3e-3 ...]
 """
 
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -11,6 +12,7 @@ from ml_collections import config_flags
 
 from cnn_jax.errors import UserError
 from cnn_jax.train import train_and_evaluate
+from cnn_jax.train.preemption import Preempted
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -45,8 +47,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.INFO)
+  # Keep the console to our progress lines: orbax and TFDS log every file operation at INFO.
+  logging.get_absl_logger().addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or "/cnn_jax/" in r.pathname
+  )
   try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except Preempted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

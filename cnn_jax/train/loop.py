@@ -25,6 +25,8 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.models import create_model
 from cnn_jax.train import metrics as metrics_lib
 from cnn_jax.train import steps
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.preemption import Preempted, PreemptionGuard
 from cnn_jax.train.optim import create_optimizer
 
 
@@ -121,15 +123,71 @@ def _fmt_time(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _resume_metrics(path: pathlib.Path, step: int) -> list[dict[str, Any]]:
+  """Keeps the metrics records up to `step` (those the checkpoint covers), atomically.
+
+  A line cut short by a kill is dropped.
+  """
+  kept: list[dict[str, Any]] = []
+  if path.exists():
+    for line in path.read_text().splitlines():
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record["step"] <= step:
+        kept.append(record)
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+  tmp.replace(path)
+  return kept
+
+
+def _first_non_finite(pending: list[dict[str, Any]], first_step: int) -> int | None:
+  for i, m in enumerate(pending):
+    if not math.isfinite(float(m["loss"])):
+      return first_step + i
+  return None
+
+
+def _diverged(step: int) -> FloatingPointError:
+  return FloatingPointError(
+      f"Training loss is nan or inf at step {step}: the run diverged. The last good checkpoint "
+      "is kept. Lower --config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm."
+  )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.model` on `config.data` and evaluates it after every epoch.
 
-  Writes `WORKDIR/config.json`, `WORKDIR/metrics.jsonl` and, at the end,
-  `WORKDIR/summary.json`. Returns the summary.
+  Writes `WORKDIR/config.json`, `WORKDIR/metrics.jsonl`, checkpoints in
+  `WORKDIR/checkpoints` and, at the end, `WORKDIR/summary.json`; returns the
+  summary. A workdir with checkpoints of the same config resumes from the latest
+  valid one and ends with the same parameters and metrics as an uninterrupted run.
   """
   s = setup(config)
   workdir_path = pathlib.Path(workdir)
   prepare_workdir(workdir_path, config)
+  ckpt = Checkpointer(
+      workdir_path, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
+  )
+  try:
+    return _train(s, workdir_path, ckpt)
+  finally:
+    ckpt.close()
+
+
+def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str, Any]:
+  config = s.config
+  state, pending, start_step = s.state, [], 0
+  restored = ckpt.restore_latest(s.state)
+  if restored is not None:
+    state, meta = restored
+    start_step, pending = int(state.step), list(meta["pending_metrics"])
+  history = _resume_metrics(workdir_path / "metrics.jsonl", start_step)
+  if start_step >= s.total_steps and (workdir_path / "summary.json").exists():
+    logging.info("%s already holds the finished run.", workdir_path)
+    return json.loads((workdir_path / "summary.json").read_text())
 
   dtype = jnp.dtype(config.dtype)
   preprocess = functools.partial(s.normalize, dtype=dtype)
@@ -152,31 +210,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   n_params = num_params(s.state.params)
   logging.info(
       "Training %s (%s parameters) on %s: %d train / %d test images, %d epochs x %d steps "
-      "of %d.", config.model.name, f"{n_params:,}", config.data.name, len(s.train), len(s.test),
-      config.num_epochs, s.steps_per_epoch, config.batch_size,
+      "of %d%s.", config.model.name, f"{n_params:,}", config.data.name, len(s.train),
+      len(s.test), config.num_epochs, s.steps_per_epoch, config.batch_size,
+      f", resuming at step {start_step}" if start_step else "",
   )
-  state = s.state
-  history: list[dict[str, Any]] = []
-  pending: list[dict[str, jax.Array]] = []
+
+  def checkpoint_meta(done: int) -> dict[str, Any]:
+    epoch, index = divmod(done, s.steps_per_epoch)
+    return {
+        "step": done, "epoch": epoch, "index_in_epoch": index, "seed": config.seed,
+        "pending_metrics": [{k: float(v) for k, v in m.items()} for m in pending],
+    }
+
   start_time = last_time = time.perf_counter()
-  last_step = 0
-  with metrics_lib.MetricWriter(workdir_path / "metrics.jsonl") as writer:
-    for step in range(s.total_steps):
+  last_step = start_step
+  with PreemptionGuard() as guard, metrics_lib.MetricWriter(
+      workdir_path / "metrics.jsonl", truncate=False
+  ) as writer:
+    for step in range(start_step, s.total_steps):
       epoch, index = divmod(step, s.steps_per_epoch)
-      if index == 0:
+      if index == 0 or step == start_step:
         perm = permutation(s.data_key, epoch, len(s.train))
       state, m = train_fn(state, train_images, train_labels, perm, jnp.int32(index))
       pending.append(m)
       done = step + 1
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
+        bad = _first_non_finite(pending, done - len(pending) + 1)
+        if bad is not None:
+          raise _diverged(bad)
         means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
         pending = []
-        if not math.isfinite(means["loss"]):
-          raise FloatingPointError(
-              f"Training loss is {means['loss']} at step {done}: the run diverged. "
-              "Lower --config.optimizer.learning_rate or enable grad_clip_norm."
-          )
         record = {
             "step": done, "epoch": epoch + 1, "split": "train",
             "loss": means["loss"], "accuracy": means["accuracy"],
@@ -198,6 +262,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.write(record)
         history.append(record)
         logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
+      if ckpt.due(done) or done == s.total_steps or guard.requested:
+        bad = _first_non_finite(pending, done - len(pending) + 1)
+        if bad is not None:
+          raise _diverged(bad)
+        ckpt.save(state, checkpoint_meta(done))
+      if guard.requested:
+        ckpt.wait()
+        raise Preempted(
+            f"Stopped by signal {guard.signum} at step {done}; checkpoint saved in "
+            f"{ckpt.directory / str(done)}. Rerun the same command to resume.",
+            guard.signum,
+        )
+  ckpt.wait()
   train_time = time.perf_counter() - start_time
   last_test = [r for r in history if r["split"] == "test"][-1]
   summary = {
@@ -208,8 +285,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "epochs": config.num_epochs,
       "test_accuracy": last_test["accuracy"],
       "test_loss": last_test["loss"],
+      "resumed_from_step": start_step,
       "train_time_s": train_time,
-      "images_per_s": s.total_steps * config.batch_size / train_time,
+      "images_per_s": (s.total_steps - start_step) * config.batch_size / max(train_time, 1e-9),
       "device": jax.devices()[0].device_kind,
   }
   metrics_lib.write_json_atomic(workdir_path / "summary.json", summary)
