@@ -114,12 +114,13 @@ class Checkpointer:
         self._quarantine(step, e)
         continue
       if stored != expected:
-        diff = sorted(set(stored.items()) ^ set(expected.items()))
-        first = diff[0][0]
+        first = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))[0]
+        describe = lambda v: f"{v[0]} {v[1]}" if v else "missing"  # noqa: E731
         raise ConfigError(
             f"Checkpoint {self.directory / str(step)} does not fit this config: {first} is "
-            f"{stored.get(first, 'missing')} in the checkpoint but {expected.get(first, 'absent')} "
-            "for the configured model. It belongs to a different model; use a new --workdir."
+            f"{describe(stored.get(first))} in the checkpoint but "
+            f"{describe(expected.get(first))} for the configured model. It belongs to a "
+            "different model; use a new --workdir."
         )
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_to_tree(template))
       try:

@@ -150,6 +150,11 @@ def _first_non_finite(pending: list[dict[str, Any]], first_step: int) -> int | N
   return None
 
 
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def _diverged(step: int) -> FloatingPointError:
   return FloatingPointError(
       f"Training loss is nan or inf at step {step}: the run diverged. The last good checkpoint "
@@ -266,6 +271,8 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
         bad = _first_non_finite(pending, done - len(pending) + 1)
         if bad is not None:
           raise _diverged(bad)
+        if not bool(all_finite(state.params)):  # a loss is computed before its update
+          raise _diverged(done)
         ckpt.save(state, checkpoint_meta(done))
       if guard.requested:
         ckpt.wait()

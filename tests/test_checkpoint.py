@@ -1,0 +1,194 @@
+"""Checkpoints, resume and fault tolerance: nothing lost, bit-identical results."""
+
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import REPO
+from configs import lenet5_digits, simple_cnn_fashion_mnist
+
+from cnn_jax.errors import ConfigError
+from cnn_jax.train import read_metrics, train_and_evaluate
+
+# 2 epochs x 44 steps of LeNet-5 on digits, a checkpoint every 5 steps.
+OVERRIDES = {
+    "num_epochs": 2, "checkpoint_every_steps": 5, "keep_checkpoints": 3, "log_every_steps": 1,
+}
+TOTAL_STEPS = 88
+
+
+def config(**overrides):
+  c = lenet5_digits.get_config()
+  for k, v in {**OVERRIDES, **overrides}.items():
+    target = c
+    *path, last = k.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = v
+  return c
+
+
+def cli_args(workdir: pathlib.Path, **overrides) -> list[str]:
+  flags = [f"--config.{k}={v}" for k, v in {**OVERRIDES, **overrides}.items()]
+  return [sys.executable, "-m", "experiments.main", "--config=configs/lenet5_digits.py",
+          f"--workdir={workdir}", *flags]
+
+
+def final_state(workdir: pathlib.Path) -> dict:
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(steps[-1]) / "state")
+
+
+def assert_trees_identical(a, b):
+  import jax
+
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb) > 0
+  for x, y in zip(la, lb):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert x.tobytes() == y.tobytes()  # bit for bit
+
+
+def wait_for_step(proc, workdir: pathlib.Path, step: int, timeout: float = 120) -> int:
+  """Polls metrics.jsonl until a train record with `step` or later is written."""
+  deadline = time.time() + timeout
+  path = workdir / "metrics.jsonl"
+  while time.time() < deadline:
+    if proc.poll() is not None:
+      raise AssertionError(f"training ended before step {step}: {proc.stderr.read()[-2000:]}")
+    if path.exists():
+      lines = [ln for ln in path.read_text().splitlines() if ln.endswith("}")]
+      steps = [json.loads(ln)["step"] for ln in lines]
+      if steps and max(steps) >= step:
+        return max(steps)
+    time.sleep(0.005)
+  raise AssertionError(f"step {step} not reached in {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> pathlib.Path:
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  r = subprocess.run(cli_args(workdir), cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  return workdir
+
+
+def test_sigkill_at_random_steps_then_rerun_is_bit_identical(uninterrupted, tmp_path):
+  workdir = tmp_path / "killed"
+  kill_steps = sorted(random.Random(2024).sample(range(3, TOTAL_STEPS - 8), 3))
+  reached = []
+  for step in kill_steps:  # the same workdir is killed three times, resumed each time
+    proc = subprocess.Popen(cli_args(workdir), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    reached.append(wait_for_step(proc, workdir, step))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+  assert len(set(reached)) == 3, reached
+  r = subprocess.run(cli_args(workdir), cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Resuming from checkpoint" in r.stderr
+  assert_trees_identical(final_state(workdir), final_state(uninterrupted))
+  assert (workdir / "metrics.jsonl").read_bytes() == (uninterrupted / "metrics.jsonl").read_bytes()
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step(tmp_path):
+  workdir = tmp_path / "preempted"
+  args = cli_args(workdir, checkpoint_every_steps=0, num_epochs=50)
+  proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, text=True)
+  wait_for_step(proc, workdir, 10)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  step = int(stderr.split("Stopped by signal 15 at step ")[1].split(";")[0])
+  assert step >= 10
+  saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert saved == [step]  # only the preemption checkpoint (periodic saving is off)
+  assert read_metrics(workdir)[-1]["step"] <= step
+
+
+def _train_once(workdir: pathlib.Path, **overrides) -> dict:
+  return train_and_evaluate(config(num_epochs=1, keep_checkpoints=20, **overrides), str(workdir))
+
+
+def _steps(workdir: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+@pytest.mark.parametrize("damage", ["truncated_file", "missing_directory"])
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog, damage):
+  reference = _train_once(tmp_path / "reference")
+  workdir = tmp_path / "run"
+  _train_once(workdir)
+  assert _steps(workdir)[-2:] == [40, 44]
+  latest = workdir / "checkpoints" / "44"
+  if damage == "truncated_file":
+    biggest = max((p for p in (latest / "state").rglob("*") if p.is_file()), key=os.path.getsize)
+    biggest.write_bytes(biggest.read_bytes()[: os.path.getsize(biggest) // 2])
+  else:
+    import shutil
+
+    shutil.rmtree(latest / "state")
+  good_before = {s: sorted(p.name for p in (workdir / "checkpoints" / str(s)).rglob("*"))
+                 for s in _steps(workdir)[:-1]}
+  (workdir / "summary.json").unlink()
+  summary = _train_once(workdir)
+  assert "checkpoints/44 is unreadable" in caplog.text
+  assert summary["resumed_from_step"] == 40
+  assert summary["test_accuracy"] == reference["test_accuracy"]
+  corrupt = list((workdir / "checkpoints_corrupt").iterdir())
+  assert len(corrupt) == 1 and corrupt[0].name.startswith("44.")  # kept, not deleted
+  for s, files in good_before.items():  # no good checkpoint was deleted or changed
+    assert sorted(p.name for p in (workdir / "checkpoints" / str(s)).rglob("*")) == files
+  assert_trees_identical(final_state(workdir), final_state(tmp_path / "reference"))
+
+
+def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
+  c = simple_cnn_fashion_mnist.get_config()
+  c.data.name = "digits"
+  c.model.conv_features = (4,)
+  c.model.dense_features = ()
+  c.num_epochs = 1
+  c.checkpoint_every_steps = 20
+  train_and_evaluate(c, str(tmp_path))
+  before = _steps(tmp_path)
+  (tmp_path / "config.json").unlink()  # as if the workdir were reused by hand
+  c.model.conv_features = (6,)
+  with pytest.raises(ConfigError, match=r"does not fit this config: \['params'\]\['block1'\]\['conv'\]\['bias'\] is \(4,\) float32 in the checkpoint but \(6,\) float32"):
+    train_and_evaluate(c, str(tmp_path))
+  assert _steps(tmp_path) == before
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoints(tmp_path):
+  workdir = tmp_path / "nan"
+  overrides = {"optimizer.name": "sgd", "optimizer.learning_rate": 1e12, "batch_size": 64,
+               "checkpoint_every_steps": 1, "log_every_steps": 10}
+  with pytest.raises(FloatingPointError, match=r"loss is nan or inf at step (\d+)") as e:
+    train_and_evaluate(config(**overrides), str(workdir))
+  bad_step = int(str(e.value).split("at step ")[1].split(":")[0])
+  steps = _steps(workdir)
+  assert steps and max(steps) < bad_step  # nothing saved at or after the bad step
+  state = final_state(workdir)
+  import jax
+
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state["params"]))
+  assert not (workdir / "summary.json").exists()
+
+
+def test_same_seed_same_parameters_different_seed_different(tmp_path):
+  for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+    _train_once(tmp_path / name, seed=seed, checkpoint_every_steps=0)
+  assert_trees_identical(final_state(tmp_path / "a")["params"], final_state(tmp_path / "b")["params"])
+  assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
+  a = np.asarray(final_state(tmp_path / "a")["params"]["c1"]["conv"]["kernel"])
+  c = np.asarray(final_state(tmp_path / "c")["params"]["c1"]["conv"]["kernel"])
+  assert not np.array_equal(a, c)
+  assert (tmp_path / "a" / "metrics.jsonl").read_bytes() != (tmp_path / "c" / "metrics.jsonl").read_bytes()
