@@ -1,0 +1,156 @@
+"""Histogram of oriented gradients (Dalal & Triggs 2005), as `skimage.feature.hog` computes it.
+
+The same algorithm as scikit-image 0.26, vectorised over a batch:
+1. gradients by central differences `I[r+1] - I[r-1]`, zero on the border rows/columns;
+   for colour images, each pixel takes the channel with the largest gradient magnitude;
+2. each pixel votes its magnitude, unsplit, into the orientation bin
+   `[180 i / n, 180 (i + 1) / n)` (degrees, unsigned, bin edges in float32 as scikit-image
+   has them); a cell's histogram is the mean vote over its pixels (cells that do not fit
+   at the bottom/right are dropped);
+3. every `cells_per_block` window of cells (stride one cell) is normalised on its own
+   (`L1`, `L1-sqrt`, `L2`, or `L2-Hys`: L2, clip at 0.2, L2 again; eps = 1e-5);
+4. output order: `[blocks_row, blocks_col, cells_row, cells_col, orientations]`, flattened.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax.errors import ConfigError
+from cnn_jax.features.base import EXTRACTORS, FeatureFn, to_float
+
+BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
+_EPS = 1e-5
+
+
+def _pair(v: int | tuple[int, int], what: str) -> tuple[int, int]:
+  t = (v, v) if isinstance(v, int) else tuple(v)
+  if len(t) != 2 or any(int(x) < 1 for x in t):
+    raise ConfigError(f"{what} must be a positive int or a pair of them, got {v!r}.")
+  return int(t[0]), int(t[1])
+
+
+def hog_output_dim(
+    image_hw: tuple[int, int],
+    orientations: int,
+    pixels_per_cell: tuple[int, int],
+    cells_per_block: tuple[int, int],
+) -> int:
+  """Feature length; raises ConfigError when the blocks do not fit the image."""
+  (h, w), (ch, cw), (bh, bw) = image_hw, pixels_per_cell, cells_per_block
+  if orientations < 1:
+    raise ConfigError(f"orientations must be >= 1, got {orientations}.")
+  nbr, nbc = h // ch - bh + 1, w // cw - bw + 1
+  if nbr < 1 or nbc < 1:
+    raise ConfigError(
+        f"HOG blocks do not fit a {h}x{w} image: pixels_per_cell={pixels_per_cell} and "
+        f"cells_per_block={cells_per_block} need at least {bh * ch}x{bw * cw} pixels. "
+        "Use smaller cells or fewer cells per block."
+    )
+  return nbr * nbc * bh * bw * orientations
+
+
+def _gradients(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`[B, H, W, C]` -> row and column gradients, zero on the border."""
+  g_row = jnp.zeros_like(x).at[:, 1:-1].set(x[:, 2:] - x[:, :-2])
+  g_col = jnp.zeros_like(x).at[:, :, 1:-1].set(x[:, :, 2:] - x[:, :, :-2])
+  return g_row, g_col
+
+
+def _bin_edges(orientations: int) -> np.ndarray:
+  # scikit-image's Cython keeps 180/n and its multiples in C floats (float32).
+  step = np.float32(180.0 / orientations)
+  return np.array([step * np.float32(i) for i in range(orientations + 1)], np.float32)
+
+
+def cell_histograms(
+    images: jax.Array, orientations: int, pixels_per_cell: tuple[int, int]
+) -> jax.Array:
+  """`[B, H, W, C]` -> per-cell orientation histograms `[B, H // ch, W // cw, orientations]`."""
+  x = to_float(images)
+  g_row, g_col = _gradients(x)
+  if x.shape[-1] > 1:
+    # Squared magnitudes of integer gradients are exact in float32, so ties (first channel
+    # wins, as numpy's argmax) are decided as scikit-image decides them in float64.
+    pick = jnp.argmax(g_row * g_row + g_col * g_col, axis=-1)[..., None]
+    g_row = jnp.take_along_axis(g_row, pick, -1)
+    g_col = jnp.take_along_axis(g_col, pick, -1)
+  g_row, g_col = g_row[..., 0], g_col[..., 0]
+  magnitude = jnp.hypot(g_row, g_col)
+  angle = jnp.mod(jnp.rad2deg(jnp.arctan2(g_row, g_col)), 180.0)
+  edges = jnp.asarray(_bin_edges(orientations))
+  in_bin = (angle[..., None] >= edges[:-1]) & (angle[..., None] < edges[1:])  # [B, H, W, n]
+  votes = jnp.where(in_bin, magnitude[..., None], 0.0)
+  (ch, cw) = pixels_per_cell
+  b, h, w = magnitude.shape
+  ncr, ncc = h // ch, w // cw
+  votes = votes[:, : ncr * ch, : ncc * cw].reshape(b, ncr, ch, ncc, cw, orientations)
+  return votes.sum(axis=(2, 4)) / (ch * cw)
+
+
+def normalize_blocks(hist: jax.Array, cells_per_block: tuple[int, int], block_norm: str):
+  """`[B, Ncr, Ncc, n]` cell histograms -> `[B, Nbr, Nbc, bh, bw, n]` normalised blocks."""
+  bh, bw = cells_per_block
+  _, ncr, ncc, _ = hist.shape
+  nbr, nbc = ncr - bh + 1, ncc - bw + 1
+  rows = [
+      jnp.stack([hist[:, i : i + nbr, j : j + nbc] for j in range(bw)], axis=3)
+      for i in range(bh)
+  ]
+  blocks = jnp.stack(rows, axis=3)  # [B, Nbr, Nbc, bh, bw, n]
+  axes = (3, 4, 5)
+  if block_norm == "L1":
+    return blocks / (jnp.sum(jnp.abs(blocks), axes, keepdims=True) + _EPS)
+  if block_norm == "L1-sqrt":
+    return jnp.sqrt(blocks / (jnp.sum(jnp.abs(blocks), axes, keepdims=True) + _EPS))
+  l2 = lambda v: v / jnp.sqrt(jnp.sum(v * v, axes, keepdims=True) + _EPS**2)  # noqa: E731
+  if block_norm == "L2":
+    return l2(blocks)
+  return l2(jnp.minimum(l2(blocks), 0.2))  # L2-Hys
+
+
+def hog_features(
+    images: jax.Array,
+    *,
+    orientations: int = 9,
+    pixels_per_cell: tuple[int, int] = (8, 8),
+    cells_per_block: tuple[int, int] = (3, 3),
+    block_norm: str = "L2-Hys",
+) -> jax.Array:
+  """HOG descriptors of a batch: `[B, H, W, C]` -> `[B, D]` float32, as `skimage.feature.hog`
+  (`channel_axis=-1` for C > 1) computes on each image."""
+  ppc = _pair(pixels_per_cell, "pixels_per_cell")
+  cpb = _pair(cells_per_block, "cells_per_block")
+  if block_norm not in BLOCK_NORMS:
+    raise ConfigError(f"Unknown block_norm {block_norm!r}; choose one of {', '.join(BLOCK_NORMS)}.")
+  hog_output_dim(images.shape[1:3], orientations, ppc, cpb)
+  hist = cell_histograms(images, orientations, ppc)
+  blocks = normalize_blocks(hist, cpb, block_norm)
+  return blocks.reshape(blocks.shape[0], -1)
+
+
+@EXTRACTORS.register("hog")
+def build_hog(
+    *,
+    image_shape: tuple[int, int, int],
+    train_images=None,
+    orientations: int = 9,
+    pixels_per_cell: tuple[int, int] = (4, 4),
+    cells_per_block: tuple[int, int] = (2, 2),
+    block_norm: str = "L2-Hys",
+) -> FeatureFn:
+  """HOG; defaults suit 28x28 images (9 x 2x2 cells x 6x6 blocks = 1,296 features)."""
+  del train_images
+  ppc = _pair(pixels_per_cell, "pixels_per_cell")
+  cpb = _pair(cells_per_block, "cells_per_block")
+  if block_norm not in BLOCK_NORMS:
+    raise ConfigError(f"Unknown block_norm {block_norm!r}; choose one of {', '.join(BLOCK_NORMS)}.")
+  hog_output_dim(image_shape[:2], int(orientations), ppc, cpb)
+  return functools.partial(
+      hog_features, orientations=int(orientations), pixels_per_cell=ppc, cells_per_block=cpb,
+      block_norm=block_norm,
+  )
