@@ -29,6 +29,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.num_epochs = 3
   config.log_every_steps = 100
+  # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
+  config.parallelism = "jit"
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.mode = "auto"  # auto: join when SLURM / a TPU pod / a coordinator says so
+  config.distributed.coordinator_address = config_dict.placeholder(str)  # "HOST:PORT"
+  config.distributed.num_processes = 0  # 0 = from the environment
+  config.distributed.process_id = -1  # -1 = from the environment
+
   config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
   config.keep_checkpoints = 3
   return config

@@ -40,6 +40,7 @@ class SimpleCNN(nn.Module):
   batch_norm: bool = False
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # BatchNorm statistics averaged over this pmap axis
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -51,7 +52,7 @@ class SimpleCNN(nn.Module):
           conv=functools.partial(
               Conv2D, features, self.kernel_size, padding="SAME", dtype=self.dtype
           ),
-          norm=functools.partial(BatchNorm, dtype=self.dtype) if self.batch_norm else None,
+          norm=functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name) if self.batch_norm else None,
           act=act,
           pool=functools.partial(Pool, self.pool, 2),
           name=f"block{i + 1}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import pathlib
@@ -19,15 +20,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
 
 from cnn_jax import data as data_lib
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import create_model
+from cnn_jax.models import MODELS, create_model
 from cnn_jax.train import metrics as metrics_lib
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.preemption import Preempted, PreemptionGuard
 from cnn_jax.train.optim import create_optimizer
+from cnn_jax.train.parallel import DATA_AXIS, Parallel, initialize_distributed, make_parallel
 
 
 @dataclasses.dataclass
@@ -44,11 +47,16 @@ class Setup:
   steps_per_epoch: int
   total_steps: int
   data_key: jax.Array
+  parallel: Parallel
+  eval_batch_size: int
 
 
 def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
   kwargs["dtype"] = config.dtype
+  fields = inspect.signature(MODELS.get(config.model.name)).parameters
+  if config.parallelism == "pmap" and "axis_name" in fields:
+    kwargs["axis_name"] = DATA_AXIS  # BatchNorm averages statistics over all devices
   return kwargs
 
 
@@ -81,8 +89,18 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
   state = steps.create_train_state(model, tx, init_key, (size, size, train.images.shape[3]))
+  n_dev = jax.device_count()
+  eval_bs = max(n_dev, min(config.eval_batch_size, len(test)) // n_dev * n_dev)
+  parallel = make_parallel(
+      config.parallelism,
+      batch_size=config.batch_size,
+      eval_batch_size=eval_bs,
+      num_eval_examples=len(test),
+      preprocess=functools.partial(normalize, dtype=jnp.dtype(config.dtype)),
+  )
   return Setup(
-      config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps, data_key
+      config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
+      data_key, parallel, eval_bs,
   )
 
 
@@ -99,8 +117,9 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
           f"{workdir} holds a run with a different config (differs in: {', '.join(changed)}). "
           "Use a new --workdir, or delete the old one."
       )
-  workdir.mkdir(parents=True, exist_ok=True)
-  metrics_lib.write_json_atomic(existing, config_json)
+  if jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    metrics_lib.write_json_atomic(existing, config_json)
 
 
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
@@ -170,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   summary. A workdir with checkpoints of the same config resumes from the latest
   valid one and ends with the same parameters and metrics as an uninterrupted run.
   """
+  initialize_distributed(config)
   s = setup(config)
   workdir_path = pathlib.Path(workdir)
   prepare_workdir(workdir_path, config)
@@ -194,23 +214,16 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
     logging.info("%s already holds the finished run.", workdir_path)
     return json.loads((workdir_path / "summary.json").read_text())
 
-  dtype = jnp.dtype(config.dtype)
-  preprocess = functools.partial(s.normalize, dtype=dtype)
-  train_fn = jax.jit(
-      functools.partial(steps.train_step, batch_size=config.batch_size, preprocess=preprocess),
-      donate_argnums=(0,),
+  par = s.parallel
+  state = par.put_state(state)
+  train_images, train_labels = par.put_data(s.train.images), par.put_data(s.train.labels)
+  test_images = par.put_eval_data(_pad_to_multiple(s.test.images, s.eval_batch_size))
+  test_labels = par.put_eval_data(_pad_to_multiple(s.test.labels, s.eval_batch_size))
+  permutation = jax.jit(
+      data_lib.epoch_permutation, static_argnums=2,
+      out_shardings=NamedSharding(par.mesh, PartitionSpec()),
   )
-  eval_bs = min(config.eval_batch_size, len(s.test))
-  eval_fn = jax.jit(
-      functools.partial(
-          steps.eval_step, batch_size=eval_bs, num_examples=len(s.test), preprocess=preprocess
-      )
-  )
-  train_images = jax.device_put(s.train.images)
-  train_labels = jax.device_put(s.train.labels)
-  test_images = jax.device_put(_pad_to_multiple(s.test.images, eval_bs))
-  test_labels = jax.device_put(_pad_to_multiple(s.test.labels, eval_bs))
-  permutation = jax.jit(data_lib.epoch_permutation, static_argnums=2)
+  is_writer = jax.process_index() == 0
 
   n_params = num_params(s.state.params)
   logging.info(
@@ -230,14 +243,14 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
   start_time = last_time = time.perf_counter()
   last_step = start_step
   with PreemptionGuard() as guard, metrics_lib.MetricWriter(
-      workdir_path / "metrics.jsonl", truncate=False
+      workdir_path / "metrics.jsonl", truncate=False, enabled=is_writer
   ) as writer:
     for step in range(start_step, s.total_steps):
       epoch, index = divmod(step, s.steps_per_epoch)
       if index == 0 or step == start_step:
         perm = permutation(s.data_key, epoch, len(s.train))
-      state, m = train_fn(state, train_images, train_labels, perm, jnp.int32(index))
-      pending.append(m)
+      state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
+      pending.append(par.metrics(m))
       done = step + 1
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
@@ -262,7 +275,10 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
             rate * config.batch_size, _fmt_time((s.total_steps - done) / rate),
         )
       if end_of_epoch:
-        loss, acc = evaluate(state, eval_fn, test_images, test_labels, len(s.test), eval_bs)
+        loss, acc = evaluate(
+            par.eval_state(state), par.eval_step, test_images, test_labels, len(s.test),
+            s.eval_batch_size,
+        )
         record = {"step": done, "epoch": epoch + 1, "split": "test", "loss": loss, "accuracy": acc}
         writer.write(record)
         history.append(record)
@@ -271,9 +287,10 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
         bad = _first_non_finite(pending, done - len(pending) + 1)
         if bad is not None:
           raise _diverged(bad)
-        if not bool(all_finite(state.params)):  # a loss is computed before its update
+        plain = par.plain_state(state)
+        if not bool(all_finite(plain.params)):  # a loss is computed before its update
           raise _diverged(done)
-        ckpt.save(state, checkpoint_meta(done))
+        ckpt.save(plain, checkpoint_meta(done))
       if guard.requested:
         ckpt.wait()
         raise Preempted(
@@ -296,8 +313,11 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
       "train_time_s": train_time,
       "images_per_s": (s.total_steps - start_step) * config.batch_size / max(train_time, 1e-9),
       "device": jax.devices()[0].device_kind,
+      "num_devices": jax.device_count(),
+      "parallelism": config.parallelism,
   }
-  metrics_lib.write_json_atomic(workdir_path / "summary.json", summary)
+  if is_writer:
+    metrics_lib.write_json_atomic(workdir_path / "summary.json", summary)
   logging.info(
       "Done in %s: test accuracy %.4f (%s).", _fmt_time(train_time), summary["test_accuracy"],
       workdir_path / "summary.json",

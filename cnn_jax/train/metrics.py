@@ -33,16 +33,19 @@ def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
 class MetricWriter:
   """Appends one JSON object per line to `WORKDIR/metrics.jsonl`, flushed per line."""
 
-  def __init__(self, path: pathlib.Path, *, truncate: bool = True):
+  def __init__(self, path: pathlib.Path, *, truncate: bool = True, enabled: bool = True):
+    """`enabled=False` (processes other than 0 in a multi-host job) writes nothing."""
     self.path = path
-    self._file = open(path, "w" if truncate else "a")
+    self._file = open(path, "w" if truncate else "a") if enabled else None
 
   def write(self, record: dict[str, Any]) -> None:
-    self._file.write(json.dumps(record, sort_keys=True) + "\n")
-    self._file.flush()
+    if self._file is not None:
+      self._file.write(json.dumps(record, sort_keys=True) + "\n")
+      self._file.flush()
 
   def close(self) -> None:
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
 
   def __enter__(self) -> "MetricWriter":
     return self

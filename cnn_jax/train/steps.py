@@ -62,15 +62,35 @@ def train_step(
     *,
     batch_size: int,
     preprocess: Preprocess,
+    batch_sharding: jax.sharding.Sharding | None = None,
+    axis_name: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
-  The dropout key is `fold_in(state.dropout_key, state.step)`: a function of the
-  seed and the step only.
+  `batch_size` is the global batch. Data parallelism comes in one of two forms,
+  with the model, loss and optimiser unchanged:
+  * sharded jit (`batch_sharding`): the gathered batch is constrained to be split
+    along the mesh's data axis; XLA partitions the step and averages gradients
+    and BatchNorm statistics over the global batch by construction;
+  * pmap (`axis_name`): each device gathers its own slice of the global batch and
+    gradients / metrics are `pmean`-ed (BatchNorm layers must use the same axis name).
+
+  The dropout key is `fold_in(state.dropout_key, state.step)` (and the device
+  index under pmap): a function of the seed and the step only.
   """
-  x, y = batch_from_permutation(images, labels, perm, index, batch_size)
-  x = preprocess(x)
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
+  if axis_name is None:
+    x, y = batch_from_permutation(images, labels, perm, index, batch_size)
+  else:
+    device = jax.lax.axis_index(axis_name)
+    local = batch_size // jax.lax.psum(1, axis_name)
+    idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size + device * local, local)
+    x, y = images[idx], labels[idx]
+    dropout_key = jax.random.fold_in(dropout_key, device)
+  if batch_sharding is not None:
+    x = jax.lax.with_sharding_constraint(x, batch_sharding)
+    y = jax.lax.with_sharding_constraint(y, batch_sharding)
+  x = preprocess(x)
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
@@ -83,8 +103,12 @@ def train_step(
     return cross_entropy_loss(logits, y), (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics = {"loss": loss, "accuracy": accuracy(logits, y)}
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    metrics = jax.lax.pmean(metrics, axis_name)
   state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
-  return state, {"loss": loss, "accuracy": accuracy(logits, y)}
+  return state, metrics
 
 
 def eval_step(
@@ -96,6 +120,7 @@ def eval_step(
     batch_size: int,
     num_examples: int,
     preprocess: Preprocess,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions over `[start, start + batch_size)`.
 
@@ -103,6 +128,9 @@ def eval_step(
   """
   x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
   y = jax.lax.dynamic_slice_in_dim(labels, start, batch_size)
+  if batch_sharding is not None:
+    x = jax.lax.with_sharding_constraint(x, batch_sharding)
+    y = jax.lax.with_sharding_constraint(y, batch_sharding)
   logits = state.apply_fn(
       {"params": state.params, "batch_stats": state.batch_stats}, preprocess(x), train=False
   )

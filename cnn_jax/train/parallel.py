@@ -1,0 +1,207 @@
+"""Data parallelism from one CPU to many accelerators and hosts.
+
+Two compilation wrappers around the same `steps.train_step`:
+
+* `jit` (default): a 1-D device mesh with a `data` axis; parameters and
+  optimiser state replicated (`NamedSharding(mesh, P())`), each global batch
+  split along `data`; one `jax.jit` with explicit shardings and donated state.
+  XLA computes BatchNorm statistics over the global batch, so results do not
+  depend on the device count. The same code runs on several hosts: every
+  process holds the (small) split in host memory, the device arrays are global,
+  and each device gathers only its own rows of every global batch.
+* `pmap` (`--config.parallelism=pmap`): one replica per local device, the state
+  carries a leading device axis, gradients and metrics are `lax.pmean`-ed, and
+  BatchNorm layers average their statistics over the `data` axis.
+
+Multi-host: `initialize_distributed(config)` calls `jax.distributed.initialize`
+when the config names a coordinator, or the environment is a multi-task SLURM
+job or a TPU pod; only process 0 writes metrics and summaries (orbax
+coordinates checkpoint writes itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from cnn_jax.errors import ConfigError
+from cnn_jax.train import steps
+
+DATA_AXIS = "data"
+MODES = ("jit", "pmap")
+
+
+def _wants_distributed(dc: ml_collections.ConfigDict) -> bool:
+  if dc.coordinator_address:
+    return True
+  if dc.mode == "auto":
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ
+    tpu_pod = len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+    return slurm or tpu_pod
+  return dc.mode == "always"
+
+
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """Joins a multi-process JAX job when the config or environment asks for one.
+
+  Explicit: `--config.distributed.coordinator_address=HOST:PORT
+  --config.distributed.num_processes=N --config.distributed.process_id=I`.
+  Otherwise JAX reads SLURM's or the TPU pod's environment itself.
+  """
+  dc = config.distributed
+  if dc.mode not in ("auto", "always", "never"):
+    raise ConfigError(f"distributed.mode must be auto, always or never, got {dc.mode!r}.")
+  if not _wants_distributed(dc) or jax.distributed.is_initialized():
+    return
+  kwargs: dict[str, Any] = {}
+  if dc.coordinator_address:
+    kwargs = dict(
+        coordinator_address=dc.coordinator_address,
+        num_processes=dc.num_processes or None,
+        process_id=dc.process_id if dc.process_id >= 0 else None,
+    )
+  if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  logging.info(
+      "Process %d of %d; %d local / %d global devices.", jax.process_index(),
+      jax.process_count(), jax.local_device_count(), jax.device_count(),
+  )
+
+
+def check_batch_size(batch_size: int, num_devices: int, what: str = "batch_size") -> None:
+  if batch_size % num_devices:
+    lower = batch_size - batch_size % num_devices
+    options = [b for b in (lower, lower + num_devices) if b > 0]
+    raise ConfigError(
+        f"The global {what}={batch_size} does not divide by the {num_devices} devices; "
+        f"use a multiple of {num_devices}, e.g. {' or '.join(map(str, options))} "
+        f"(--config.{what}={options[-1]})."
+    )
+
+
+@dataclasses.dataclass
+class Parallel:
+  """How state and data are placed and how the train step is compiled."""
+
+  mode: str
+  mesh: Mesh
+  train_step: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]]
+  eval_step: Callable[..., dict[str, jax.Array]]
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  def put_state(self, state: steps.TrainState) -> steps.TrainState:
+    """Places a plain (host or single-device) state for training."""
+    if self.mode == "pmap":
+      return self._replicate_for_pmap(state)
+    return _put_global(state, NamedSharding(self.mesh, P()))
+
+  def plain_state(self, state: steps.TrainState) -> steps.TrainState:
+    """The state without a device axis: what checkpoints and evaluation see."""
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: x[0], state)
+    return state
+
+  def eval_state(self, state: steps.TrainState) -> steps.TrainState:
+    """The state as the (sharded-jit) eval step takes it."""
+    if self.mode == "pmap":
+      return _put_global(self.plain_state(state), NamedSharding(self.mesh, P()))
+    return state
+
+  def put_data(self, array: np.ndarray) -> jax.Array:
+    """A whole (small) split, on every device."""
+    if self.mode == "pmap":
+      return self._replicate_for_pmap(array)
+    return _put_global(array, NamedSharding(self.mesh, P()))
+
+  def _replicate_for_pmap(self, tree: Any) -> Any:
+    """One copy per device along a new leading axis, laid out as pmap expects."""
+    n = self.num_devices
+    sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    stack = lambda x: np.broadcast_to(np.asarray(x)[None], (n, *np.shape(x)))  # noqa: E731
+    return _map_keys_too(lambda x: _put_global(stack(x), sharding), tree)
+
+  def put_eval_data(self, array: np.ndarray) -> jax.Array:
+    return _put_global(array, NamedSharding(self.mesh, P()))
+
+  def metrics(self, m: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return jax.tree.map(lambda x: x[0], m) if self.mode == "pmap" else m
+
+
+def _map_keys_too(fn: Callable[[Any], jax.Array], tree: Any) -> Any:
+  """`jax.tree.map(fn, tree)`, applying `fn` to the raw data of typed PRNG keys."""
+
+  def apply(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(fn(jax.random.key_data(x)))
+    return fn(x)
+
+  return jax.tree.map(apply, tree)
+
+
+def _put_global(tree: Any, sharding: NamedSharding) -> Any:
+  """Host values -> global arrays with `sharding` (works across processes)."""
+
+  def put(x):
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  return _map_keys_too(put, tree)
+
+
+def make_parallel(
+    mode: str,
+    *,
+    batch_size: int,
+    eval_batch_size: int,
+    num_eval_examples: int,
+    preprocess: Callable[[jax.Array], jax.Array],
+) -> Parallel:
+  """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap')."""
+  if mode not in MODES:
+    raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
+  devices = np.asarray(jax.devices())
+  mesh = Mesh(devices, (DATA_AXIS,))
+  check_batch_size(batch_size, len(devices))
+  check_batch_size(eval_batch_size, len(devices), "eval_batch_size")
+  replicated = NamedSharding(mesh, P())
+  batch = NamedSharding(mesh, P(DATA_AXIS))
+  eval_fn = jax.jit(
+      functools.partial(
+          steps.eval_step, batch_size=eval_batch_size, num_examples=num_eval_examples,
+          preprocess=preprocess, batch_sharding=batch,
+      ),
+      out_shardings=replicated,
+  )
+  if mode == "pmap":
+    train_fn = jax.pmap(
+        functools.partial(
+            steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS
+        ),
+        axis_name=DATA_AXIS,
+        in_axes=(0, 0, 0, None, None),
+        donate_argnums=(0,),
+    )
+  else:
+    train_fn = jax.jit(
+        functools.partial(
+            steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch
+        ),
+        in_shardings=(replicated, replicated, replicated, replicated, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+  return Parallel(mode, mesh, train_fn, eval_fn)
