@@ -45,7 +45,6 @@ def extractor_params(name: str) -> dict[str, Any]:
 def default_config(name: str) -> ml_collections.ConfigDict:
   """`ConfigDict(name=..., **defaults)` for extractor `name` (None defaults are omitted)."""
   params = {k: v for k, v in extractor_params(name).items() if v is not None}
-  params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
   return ml_collections.ConfigDict({"name": name, **params})
 
 

@@ -139,8 +139,8 @@ def build_hog(
     image_shape: tuple[int, int, int],
     train_images=None,
     orientations: int = 9,
-    pixels_per_cell: tuple[int, int] = (4, 4),
-    cells_per_block: tuple[int, int] = (2, 2),
+    pixels_per_cell: int | tuple[int, int] = 4,
+    cells_per_block: int | tuple[int, int] = 2,
     block_norm: str = "L2-Hys",
 ) -> FeatureFn:
   """HOG; defaults suit 28x28 images (9 x 2x2 cells x 6x6 blocks = 1,296 features)."""

@@ -153,7 +153,7 @@ def build_lbp(
     *,
     image_shape: tuple[int, int, int],
     train_images=None,
-    pixels_per_cell: tuple[int, int] = (7, 7),
+    pixels_per_cell: int | tuple[int, int] = 7,
     method: str = "uniform",
     points: int = P,
     radius: int = R,

@@ -1,0 +1,123 @@
+"""Frozen activations of a named layer of a trained model (feature learning, probed).
+
+Models sow named features into the `intermediates` collection (LeNet-5: C1, S2,
+C3, S4, C5, F6), so the probe reaches any layer without a second model
+definition. The model comes either from a training workdir (`config.json` plus
+the orbax checkpoints in `WORKDIR/checkpoints`, latest step) or from memory
+(`model=..., variables=...`). Pixels are preprocessed exactly as in training:
+`Normalization` with the training split's mean/std and the config's image size.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cnn_jax.data import Normalization
+from cnn_jax.errors import ConfigError
+from cnn_jax.features.base import EXTRACTORS, FeatureFn, require_train_images
+from cnn_jax.models import create_model
+
+
+def model_from_config(config: ml_collections.ConfigDict) -> nn.Module:
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  kwargs["dtype"] = config.get("dtype", "float32")
+  return create_model(config.model.name, **kwargs)
+
+
+def restore_variables(workdir: str | pathlib.Path) -> dict[str, Any]:
+  """`{"params", "batch_stats"}` of the latest checkpoint in `WORKDIR/checkpoints`."""
+  import orbax.checkpoint as ocp  # only needed here
+
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if not directory.is_dir():
+    raise ConfigError(
+        f"No checkpoints in {directory}. Train the model first: python -m experiments.main "
+        f"--config=configs/<config>.py --workdir={workdir}"
+    )
+  manager = ocp.CheckpointManager(
+      directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
+  )
+  step = manager.latest_step()
+  if step is None:
+    raise ConfigError(f"{directory} holds no finished checkpoint; train (or resume) the run.")
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  state = restored["state"]
+  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+
+
+def load_trained_model(workdir: str | pathlib.Path):
+  """(model, variables, config) of the run in `workdir`."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.is_file():
+    raise ConfigError(
+        f"{path} not found: --workdir must be a training run of experiments.main."
+    )
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  return model_from_config(config), restore_variables(workdir), config
+
+
+def layer_shapes(model: nn.Module, variables: dict[str, Any], input_shape) -> dict[str, tuple]:
+  """Name -> shape `[1, ...]` of every sown intermediate feature."""
+  _, state = jax.eval_shape(
+      functools.partial(model.apply, train=False, mutable=["intermediates"]),
+      variables, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32),
+  )
+  return {k: v[0].shape for k, v in state["intermediates"].items()}
+
+
+def cnn_features(
+    images: jax.Array, *, model: nn.Module, variables: dict[str, Any],
+    normalize: Normalization, layer: str,
+) -> jax.Array:
+  """`[B, H, W, C]` uint8 -> the flattened `layer` activations `[B, D]` (float32)."""
+  _, state = model.apply(variables, normalize(images), train=False, mutable=["intermediates"])
+  feats = state["intermediates"][layer][0]
+  return feats.reshape(feats.shape[0], -1).astype(jnp.float32)
+
+
+@EXTRACTORS.register("cnn")
+def build_cnn(
+    *,
+    image_shape,
+    train_images=None,
+    workdir: str | None = None,
+    layer: str = "F6",
+    image_size: int = 0,
+    model: nn.Module | None = None,
+    variables: dict[str, Any] | None = None,
+) -> FeatureFn:
+  """Frozen `layer` of a trained model, from `workdir` or from `model` + `variables`.
+
+  `image_size` (in-memory models only; a workdir's config sets it) resizes as in training.
+  """
+  if workdir:
+    model, variables, config = load_trained_model(workdir)
+    image_size = int(config.data.get("image_size", 0) or 0)
+  elif model is None or variables is None:
+    raise ConfigError(
+        "The cnn extractor needs --workdir (a trained run of experiments.main) or an in-memory "
+        "model and variables."
+    )
+  train = require_train_images("cnn", train_images)
+  x = train.astype(np.float64) / 255.0
+  normalize = Normalization(float(x.mean()), float(x.std()) or 1.0, image_size or None)
+  size = image_size or image_shape[0]
+  shapes = layer_shapes(model, variables, (size, size, image_shape[2]))
+  if layer not in shapes:
+    raise ConfigError(
+        f"The model has no layer {layer!r}; its named features are: {', '.join(shapes)}."
+    )
+  variables = jax.tree.map(jnp.asarray, variables)
+  return functools.partial(
+      cnn_features, model=model, variables=variables, normalize=normalize, layer=layer
+  )
