@@ -1,42 +1,12 @@
-"""Defaults shared by every training config; each config file overrides what it needs."""
+"""Defaults shared by every training config; each config file overrides what it needs.
+
+The fields and their meaning are in `cnn_jax/train/config.py`.
+"""
 
 import ml_collections
-from ml_collections import config_dict
 
-from cnn_jax.train.optim import default_optimizer_config
+from cnn_jax.train.config import default_train_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.dtype = "float32"  # compute dtype; parameters stay float32
-
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "fashion_mnist"
-  config.data.train_split = "train"
-  config.data.test_split = "test"
-  config.data.image_size = 0  # 0 = keep the data set's size
-  config.data.data_dir = config_dict.placeholder(str)  # raw files (Fashion-MNIST IDX)
-  config.data.tfds_dir = config_dict.placeholder(str)  # prepared TFDS data
-  config.data.download = False
-
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "simple_cnn"
-  config.model.num_classes = 10
-
-  config.optimizer = default_optimizer_config()
-  config.batch_size = 128
-  config.eval_batch_size = 1000
-  config.num_epochs = 3
-  config.log_every_steps = 100
-  # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
-  config.parallelism = "jit"
-  config.distributed = ml_collections.ConfigDict()
-  config.distributed.mode = "auto"  # auto: join when SLURM / a TPU pod / a coordinator says so
-  config.distributed.coordinator_address = config_dict.placeholder(str)  # "HOST:PORT"
-  config.distributed.num_processes = 0  # 0 = from the environment
-  config.distributed.process_id = -1  # -1 = from the environment
-
-  config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
-  config.keep_checkpoints = 3
-  return config
+  return default_train_config()
