@@ -255,3 +255,71 @@ class ConvBlock(nn.Module):
     if self.pool is not None:
       x = self.pool(name="pool")(x)
     return x
+
+
+def adaptive_pool_matrix(size: int, output_size: int) -> jnp.ndarray:
+  """`[output_size, size]` averaging weights of PyTorch's adaptive average pooling.
+
+  Output bin `i` averages inputs `[floor(i*size/out), ceil((i+1)*size/out))`: bins
+  tile the input evenly when `out` divides `size`, overlap by one pixel when it
+  does not, and repeat pixels when `out > size` (torchvision's AlexNet/VGG on
+  small inputs).
+  """
+  weights = [[0.0] * size for _ in range(output_size)]
+  for i in range(output_size):
+    start = (i * size) // output_size
+    end = -((-(i + 1) * size) // output_size)
+    for j in range(start, end):
+      weights[i][j] = 1.0 / (end - start)
+  return jnp.asarray(weights, jnp.float32)
+
+
+class AdaptiveAvgPool(nn.Module):
+  """Average pooling to a fixed `output_size`, whatever the input size (PyTorch's
+  `AdaptiveAvgPool2d`): `[B, H, W, C] -> [B, oh, ow, C]`. An identity when the
+  input already has that size (AlexNet's 6x6 / VGG's 7x7 at 224x224)."""
+
+  output_size: IntOrPair
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_images(x, "AdaptiveAvgPool")
+    oh, ow = _pair(self.output_size, "output_size")
+    _, h, w, _ = x.shape
+    if (h, w) == (oh, ow):
+      return x
+    if h % oh == 0 and w % ow == 0:
+      window = (h // oh, w // ow)
+      return nn.avg_pool(x, window, window)
+    ph = adaptive_pool_matrix(h, oh).astype(x.dtype)
+    pw = adaptive_pool_matrix(w, ow).astype(x.dtype)
+    return jnp.einsum("bhwc,ph,qw->bpqc", x, ph, pw)
+
+
+class GlobalAvgPool(nn.Module):
+  """Mean over all positions: `[B, H, W, C] -> [B, C]` (ResNet's and GoogLeNet's head)."""
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_images(x, "GlobalAvgPool")
+    return jnp.mean(x, axis=(1, 2))
+
+
+def ceil_mode_padding(size: int, window: int, stride: int, padding: int = 0) -> tuple[int, int]:
+  """(low, high) padding that makes a VALID pool match PyTorch's `ceil_mode=True`.
+
+  PyTorch rounds the output size up, `ceil((size + 2p - k) / s) + 1`, but drops a
+  last window that would start in the right padding; the extra right padding
+  (filled with -inf by max pooling) makes room for that last partial window.
+  """
+  if window < stride:
+    raise ValueError(f"ceil_mode_padding needs window >= stride, got {window} < {stride}.")
+  out = -(-(size + 2 * padding - window) // stride) + 1
+  if (out - 1) * stride >= size + padding:
+    out -= 1
+  if out < 1:
+    raise ValueError(
+        f"A {window}x{window} pool with stride {stride} and padding {padding} needs an input of "
+        f"at least {max(window - 2 * padding, 1)} pixels, got {size}."
+    )
+  return padding, (out - 1) * stride + window - size - padding
