@@ -1,0 +1,62 @@
+"""PNG plots written into the suite's workdir (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cnn_jax.train import read_metrics  # noqa: E402
+
+KIND_COLOURS = {
+    "engineered": "tab:blue", "random": "tab:gray", "unsupervised": "tab:green",
+    "learned": "tab:red",
+}
+
+
+def accuracy_vs_time(table: dict[str, Any], path: pathlib.Path) -> None:
+  """Test accuracy (mean ± std) against wall-clock time per experiment, coloured by kind."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for row in table["rows"]:
+    ax.errorbar(
+        max(row["time_s"], 1e-2), row["test_accuracy_mean"], yerr=row["test_accuracy_std"],
+        fmt="o", color=KIND_COLOURS[row["kind"]], capsize=3,
+    )
+    ax.annotate(row["experiment"], (max(row["time_s"], 1e-2), row["test_accuracy_mean"]),
+                textcoords="offset points", xytext=(5, 3), fontsize=8)
+  for kind, colour in KIND_COLOURS.items():
+    ax.scatter([], [], color=colour, label=kind)
+  ax.set_xscale("log")
+  ax.set_xlabel("time: extraction + probe, or training (s, log scale)")
+  ax.set_ylabel("test accuracy")
+  ax.set_title(f"{table['suite']} on {table['dataset']}")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def learning_curves(runs: dict[str, pathlib.Path], path: pathlib.Path) -> None:
+  """Training loss per logged step and test accuracy per epoch of end-to-end runs."""
+  if not runs:
+    return
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  for label, workdir in runs.items():
+    metrics = read_metrics(workdir)
+    train = [m for m in metrics if m["split"] == "train"]
+    test = [m for m in metrics if m["split"] == "test"]
+    left.plot([m["step"] for m in train], [m["loss"] for m in train], label=label, lw=1)
+    right.plot([m["epoch"] for m in test], [m["accuracy"] for m in test], marker=".", label=label)
+  left.set(xlabel="step", ylabel="training loss", yscale="log", title="training loss")
+  right.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+  for ax in (left, right):
+    ax.grid(alpha=0.3)
+  right.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

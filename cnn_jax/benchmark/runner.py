@@ -1,0 +1,150 @@
+"""Run a suite: every experiment for every seed, resumable, then tables and plots.
+
+Layout of the suite's workdir:
+  runs/<experiment>/seed_<s>/result.json   one finished run (written atomically)
+  runs/<experiment>/seed_<s>/train/        an end-to-end run's own workdir (checkpoints)
+  results.jsonl, table.md, table.csv, table.json, accuracy_vs_time.png, learning_curves.png
+
+A run whose `result.json` exists with the same config hash is skipped, so an
+interrupted suite resumes where it stopped (and a training run inside it
+resumes from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Any
+
+from absl import logging
+
+from cnn_jax import data as data_lib
+from cnn_jax import features as features_lib
+from cnn_jax import probe as probe_lib
+from cnn_jax.benchmark import experiments as _experiments  # noqa: F401  (registers them)
+from cnn_jax.benchmark import plots, tables
+from cnn_jax.benchmark.provenance import config_hash, provenance
+from cnn_jax.benchmark.registry import Experiment, check_dataset, suite
+from cnn_jax.errors import ConfigError
+from cnn_jax.train import read_metrics, train_and_evaluate
+from cnn_jax.train.metrics import write_json_atomic
+
+
+def run_dir(workdir: pathlib.Path, experiment: str, seed: int) -> pathlib.Path:
+  return workdir / "runs" / experiment / f"seed_{seed}"
+
+
+def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
+  train, test = splits()
+  fcfg = config.features.to_dict()
+  if exp.needs:
+    fcfg["workdir"] = str(run_dir(workdir, exp.needs, config.seed) / "train")
+  start = time.perf_counter()
+  fn = features_lib.make_extractor(
+      fcfg, image_shape=train.images.shape[1:], train_images=train.images
+  )
+  ftr = features_lib.apply_in_batches(fn, train.images)
+  fte = features_lib.apply_in_batches(fn, test.images)
+  extract_time = time.perf_counter() - start
+  p = {k: v for k, v in config.probe.to_dict().items() if k != "name"}
+  if config.probe.name == "linear":
+    result = probe_lib.linear_probe(ftr, train.labels, fte, test.labels, extract_time_s=extract_time, **p)
+  elif config.probe.name == "svm":
+    result = probe_lib.svm_probe(ftr, train.labels, fte, test.labels, extract_time_s=extract_time, **p)
+  else:
+    raise ConfigError(f"Unknown probe {config.probe.name!r}. Known probes: linear, svm.")
+  return {
+      "test_accuracy": result.test_acc, "train_accuracy": result.train_acc,
+      "size": result.dim, "size_unit": "features",
+      "time_s": result.extract_time_s + result.train_time_s,
+      "extract_time_s": result.extract_time_s, "fit_time_s": result.train_time_s,
+  }
+
+
+def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
+  del splits
+  train_dir = run_dir(workdir, exp.name, config.seed) / "train"
+  summary = train_and_evaluate(config.train, str(train_dir))
+  last_train = [r for r in read_metrics(train_dir) if r["split"] == "train"][-1]
+  return {
+      "test_accuracy": summary["test_accuracy"], "train_accuracy": last_train["accuracy"],
+      "size": summary["num_params"], "size_unit": "params",
+      "time_s": summary["train_time_s"],
+  }
+
+
+RUNNERS = {"probe": _run_probe, "train": _run_train}
+
+
+def plan(names: list[Experiment], seeds: list[int]) -> list[tuple[Experiment, int]]:
+  """(experiment, seed) pairs in order; seed-independent experiments run once."""
+  order = [e.name for e in names]
+  for e in names:
+    if e.needs and (e.needs not in order or order.index(e.needs) > order.index(e.name)):
+      raise ConfigError(f"Experiment {e.name!r} needs {e.needs!r} earlier in the same suite.")
+  return [(e, s) for e in names for s in (seeds if e.uses_seed else seeds[:1])]
+
+
+def run_suite(
+    suite_name: str,
+    dataset: str,
+    num_seeds: int,
+    workdir: str | pathlib.Path,
+    *,
+    data_dir: str | None = None,
+    tfds_dir: str | None = None,
+) -> dict[str, Any]:
+  """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table."""
+  experiments = suite(suite_name)
+  check_dataset(dataset)
+  if num_seeds < 1:
+    raise ConfigError(f"--seeds must be at least 1, got {num_seeds}.")
+  seeds = list(range(num_seeds))
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+
+  @functools.cache
+  def splits():
+    load = functools.partial(data_lib.load_split, dataset, data_dir=data_dir, tfds_dir=tfds_dir)
+    return load("train"), load("test")
+
+  records, hashes = [], {}
+  todo = plan(experiments, seeds)
+  for i, (exp, seed) in enumerate(todo):
+    config = exp.config(dataset, seed)
+    h = config_hash(config)
+    hashes[f"{exp.name}/seed_{seed}"] = h
+    path = run_dir(workdir, exp.name, seed) / "result.json"
+    if path.exists() and json.loads(path.read_text()).get("config_hash") == h:
+      logging.info("[%d/%d] %s seed %d: done before, skipped.", i + 1, len(todo), exp.name, seed)
+      records.append(json.loads(path.read_text()))
+      continue
+    logging.info("[%d/%d] %s seed %d ...", i + 1, len(todo), exp.name, seed)
+    result = RUNNERS[exp.runner](exp, config, workdir, splits)
+    record = {
+        "experiment": exp.name, "seed": seed, "dataset": dataset, "kind": exp.kind,
+        "representation": exp.representation, "uses_seed": exp.uses_seed,
+        "config_hash": h, "config": json.loads(config.to_json(sort_keys=True)), **result,
+    }
+    write_json_atomic(path, record)
+    records.append(record)
+    logging.info(
+        "[%d/%d] %s seed %d: test accuracy %.4f (%.1f s).", i + 1, len(todo), exp.name, seed,
+        result["test_accuracy"], result["time_s"],
+    )
+  tmp = workdir / "results.jsonl.tmp"
+  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+  tmp.replace(workdir / "results.jsonl")
+  table = tables.build_table(suite_name, dataset, experiments, records, provenance(seeds, hashes))
+  tables.write_tables(table, workdir)
+  plots.accuracy_vs_time(table, workdir / "accuracy_vs_time.png")
+  plots.learning_curves(
+      {
+          f"{e.name} seed {s}": run_dir(workdir, e.name, s) / "train"
+          for e, s in todo if e.runner == "train"
+      },
+      workdir / "learning_curves.png",
+  )
+  return table

@@ -1,0 +1,153 @@
+"""Aggregate per-seed results into a table: markdown, CSV and JSON, with provenance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from cnn_jax import anchors as anchors_lib
+from cnn_jax.benchmark.registry import Experiment
+from cnn_jax.train.metrics import write_json_atomic
+
+# Columns that hold wall-clock measurements (they vary run to run; all else is reproducible).
+TIMING_COLUMNS = ("time (s)",)
+COLUMNS = (
+    "experiment", "representation", "kind", "size", "time (s)", "test accuracy", "seeds",
+    "published",
+)
+
+
+def _anchor(exp: Experiment, dataset: str) -> tuple[str, float] | None:
+  key = exp.anchors.get(dataset)
+  return anchors_lib.BY_DATASET.get(dataset, {}).get(key) if key else None
+
+
+def build_table(
+    suite: str, dataset: str, experiments: list[Experiment], records: list[dict[str, Any]],
+    prov: dict[str, Any],
+) -> dict[str, Any]:
+  rows = []
+  for exp in experiments:
+    rs = sorted((r for r in records if r["experiment"] == exp.name), key=lambda r: r["seed"])
+    if not rs:
+      continue
+    acc = np.array([r["test_accuracy"] for r in rs])
+    anchor = _anchor(exp, dataset)
+    rows.append({
+        "experiment": exp.name,
+        "representation": exp.representation,
+        "kind": exp.kind,
+        "size": int(rs[0]["size"]),
+        "size_unit": rs[0]["size_unit"],
+        "time_s": float(np.mean([r["time_s"] for r in rs])),
+        "test_accuracy_mean": float(acc.mean()),
+        "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "train_accuracy_mean": float(np.mean([r["train_accuracy"] for r in rs])),
+        "seeds": [r["seed"] for r in rs],
+        "seed_independent": not exp.uses_seed,
+        "anchor": anchor[0] if anchor else None,
+        "anchor_accuracy": anchor[1] if anchor else None,
+    })
+  return {"suite": suite, "dataset": dataset, "rows": rows, "provenance": prov}
+
+
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+  n = len(row["seeds"])
+  acc = f"{row['test_accuracy_mean']:.4f}"
+  if n > 1:
+    acc += f" ± {row['test_accuracy_std']:.4f}"
+  return {
+      "experiment": row["experiment"],
+      "representation": row["representation"],
+      "kind": row["kind"],
+      "size": f"{row['size']:,} {row['size_unit']}",
+      "time (s)": f"{row['time_s']:.1f}",
+      "test accuracy": acc,
+      "seeds": "1 (seed-independent)" if row["seed_independent"] else str(n),
+      "published": (
+          f"{row['anchor_accuracy']:.3f} ({row['anchor']})" if row["anchor"] else "—"
+      ),
+  }
+
+
+def render_markdown(table: dict[str, Any]) -> str:
+  p = table["provenance"]
+  lines = [
+      f"# {table['suite']} on {table['dataset']}",
+      "",
+      "| " + " | ".join(COLUMNS) + " |",
+      "|" + "|".join("---" for _ in COLUMNS) + "|",
+  ]
+  for row in table["rows"]:
+    cells = _cells(row)
+    lines.append("| " + " | ".join(cells[c] for c in COLUMNS) + " |")
+  packages = ", ".join(f"{k} {v}" for k, v in p["packages"].items())
+  hashes = ", ".join(f"{k}={v}" for k, v in p["config_hashes"].items())
+  lines += [
+      "",
+      "Test accuracy: mean ± sample std over seeds. Time: feature extraction + probe fit, or "
+      "end-to-end training, mean over seeds (wall clock).",
+  ]
+  if table["dataset"] == "digits":
+    lines.append(
+        "Digits anchors use scikit-learn's half/half split; this table uses the fixed "
+        "stratified 80/20 split (cnn_jax/data/builders.py)."
+    )
+  lines += [
+      "",
+      "## Provenance",
+      "",
+      f"- commit: {p['git_commit']} (uncommitted changes: {p['git_dirty']})",
+      f"- devices: {p['device_count']} x {p['device_kind']} ({p['platform']})",
+      f"- seeds: {', '.join(map(str, p['seeds']))}",
+      f"- python {p['python']}; {packages}",
+      f"- config hashes: {hashes}",
+      f"- created: {p['created']}",
+      "",
+  ]
+  return "\n".join(lines)
+
+
+def render_csv(table: dict[str, Any]) -> str:
+  out = io.StringIO()
+  fields = [
+      "experiment", "representation", "kind", "size", "size_unit", "time_s",
+      "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean", "num_seeds",
+      "anchor", "anchor_accuracy",
+  ]
+  writer = csv.DictWriter(out, fields, lineterminator="\n")
+  writer.writeheader()
+  for row in table["rows"]:
+    writer.writerow({**{k: row[k] for k in fields if k in row}, "num_seeds": len(row["seeds"])})
+  return out.getvalue()
+
+
+def write_tables(table: dict[str, Any], workdir: pathlib.Path) -> None:
+  for name, text in (("table.md", render_markdown(table)), ("table.csv", render_csv(table))):
+    tmp = workdir / f".{name}.tmp"
+    tmp.write_text(text)
+    tmp.replace(workdir / name)
+  write_json_atomic(workdir / "table.json", table)
+
+
+def strip_timing(markdown: str) -> str:
+  """The markdown table without its timing column and creation time (for comparisons)."""
+  out = []
+  drop = [COLUMNS.index(c) for c in TIMING_COLUMNS]
+  for line in markdown.splitlines():
+    if line.startswith("- created:"):
+      continue
+    if line.startswith("|"):
+      cells = line.strip("|").split("|")
+      line = "|".join(c for i, c in enumerate(cells) if i not in drop)
+    out.append(line)
+  return "\n".join(out)
+
+
+def load_table(workdir: str | pathlib.Path) -> dict[str, Any]:
+  return json.loads((pathlib.Path(workdir) / "table.json").read_text())

@@ -1,0 +1,65 @@
+"""Run a suite of experiments and print its table.
+
+  python -m experiments.benchmark                       # features_vs_learned on digits, 3 seeds
+  python -m experiments.benchmark --suite=features_vs_learned --dataset=fashion_mnist \\
+      --seeds=3 --workdir=workdirs/fvl_fashion_mnist
+  python -m experiments.benchmark --list
+
+Rerunning the same command resumes: finished (experiment, seed) runs are skipped.
+"""
+
+import logging as std_logging
+import sys
+
+from absl import app, flags, logging
+
+from cnn_jax import benchmark
+from cnn_jax.errors import UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("suite", "features_vs_learned", "Suite to run (see --list).")
+flags.DEFINE_string("dataset", "digits", "Data set: digits, fashion_mnist or mnist.")
+flags.DEFINE_integer("seeds", 3, "Number of seeds (0 .. seeds-1).")
+flags.DEFINE_string("workdir", None, "Output folder (default: workdirs/<suite>_<dataset>).")
+flags.DEFINE_string("data_dir", None, "Where raw data files are looked for.")
+flags.DEFINE_string("tfds_dir", None, "TFDS data dir for prepared data sets.")
+flags.DEFINE_bool("list", False, "List experiments and suites, then exit.")
+
+
+def list_registry() -> str:
+  lines = ["Experiments:"]
+  for name in benchmark.EXPERIMENTS.names():
+    e = benchmark.EXPERIMENTS.get(name)
+    lines.append(f"  {name:<14} {e.kind:<12} {e.runner:<6} {e.representation}")
+  lines.append("Suites:")
+  for name, members in sorted(benchmark.SUITES.items()):
+    lines.append(f"  {name:<20} {', '.join(members)}")
+  lines.append(f"Data sets: {', '.join(benchmark.DATASETS)}")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_logger().addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or "/cnn_jax/benchmark/" in r.pathname
+  )
+  if FLAGS.list:
+    print(list_registry())
+    return
+  workdir = FLAGS.workdir or f"workdirs/{FLAGS.suite}_{FLAGS.dataset}"
+  try:
+    benchmark.run_suite(
+        FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
+        data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir,
+    )
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print((__import__("pathlib").Path(workdir) / "table.md").read_text())
+  print(f"Tables, results.jsonl and plots are in {workdir}/")
+
+
+if __name__ == "__main__":
+  app.run(main)
