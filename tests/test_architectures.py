@@ -108,7 +108,7 @@ def _unit_support(feature_fn, size, channels, row, col):
 
 @pytest.mark.parametrize("name,kwargs,size,channels,feature", [
     ("lenet5", dict(activation="identity", pool="avg"), 28, 1, "S4"),
-    ("resnet20", dict(activation="identity"), 32, 3, "layer2"),
+    ("resnet20", dict(activation="identity"), 16, 1, "layer2"),
 ])
 def test_gradient_support_equals_theoretical_receptive_field(name, kwargs, size, channels, feature):
   """Empirical cross-check: in a linear network the gradient of one unit reaches exactly
@@ -233,16 +233,21 @@ def _check_step(name, kwargs, size, channels, batch=2, num_classes=10, abstract=
   return updates
 
 
-@pytest.mark.parametrize("name", NEW_MODELS)
+# Deeper versions of blocks that CI already traces; their backward pass is slow to trace.
+DEEP = ("resnet101", "resnet152", "resnet32", "resnet56")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in NEW_MODELS])
 def test_train_step_traces_at_28x28x1(name):
   """Every model: a full train step (dropout rng, BatchNorm updates, gradients), traced."""
   _check_step(name, small_input_kwargs(name), 28, 1)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet20", "alexnet", "vgg11_bn", "googlenet"])
-def test_train_step_runs_at_28x28x1(name):
-  """One model per family runs for real: finite loss, parameters and BN statistics move."""
-  _check_step(name, small_input_kwargs(name), 28, 1, abstract=False)
+def test_train_step_runs_at_28x28x1():
+  """One model runs for real in CI: finite loss, parameters and BN statistics move.
+  (Every model runs in the slow tests below.)"""
+  _check_step("resnet18", small_input_kwargs("resnet18"), 28, 1, abstract=False)
 
 
 @pytest.mark.slow
