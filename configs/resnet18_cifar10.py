@@ -1,0 +1,28 @@
+"""ResNet-18 (small-input stem) on CIFAR-10 (anchor: 0.93-0.95 with augmentation).
+
+CIFAR-10 comes from TFDS `cifar10`, which must be prepared where the network
+allows (`tfds build cifar10 --file_format=array_record`) or fetched with
+--config.data.download=True. The pipeline has no augmentation (random crops and
+flips), so expect a few points below the augmented figures.
+
+python -m experiments.main --config=configs/resnet18_cifar10.py --workdir=workdirs/resnet18_c10
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = "cifar10"
+  config.model.name = "resnet18"
+  config.model.stem = "cifar"
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = True
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.schedule = "cosine"
+  config.optimizer.warmup_steps = 2 * (50_000 // 128)
+  config.batch_size = 128
+  config.num_epochs = 60
+  return config
