@@ -13,6 +13,9 @@ parameters (`model.init` / `model.apply`); none keeps hidden state.
 * `activation(name)` - sigmoid / tanh / relu / ... chosen by name.
 * `BatchNorm` - batch normalisation with an explicit `train` flag.
 * `ConvBlock` - conv -> [norm] -> activation -> [pool], pieces passed in.
+* `AdaptiveAvgPool`, `GlobalAvgPool`, `ceil_mode_padding` - PyTorch's adaptive
+                pooling and ceil-mode pool sizes, for torchvision-exact AlexNet,
+                VGG and GoogLeNet.
 
 Parameter sharing is visible in the shapes: a `Conv2D` has `kh*kw*C_in*K + K`
 parameters whatever the image size, where a dense layer on the same input and

@@ -4,7 +4,8 @@
 4 at 7x7 and 5 at 4x4. No auxiliary heads (the train loop uses the main logits
 only). Anchor: GoogLeNet, cross-entropy 0.937.
 
-python -m experiments.main --config=configs/googlenet_fashion_mnist.py --workdir=workdirs/googlenet_fm
+python -m experiments.main --config=configs/googlenet_fashion_mnist.py \
+    --workdir=workdirs/googlenet_fm
 """
 
 from configs import default

@@ -68,8 +68,8 @@ def test_small_stems_change_only_the_stem():
 
 def test_lenet5_c5_sees_the_whole_32x32_input():
   rep = rf.report(create_model("lenet5"), 32, 1)
-  assert [(r.feature, r.size, r.rf) for r in rep.rows if r.feature in ("C1", "S2", "C3", "S4", "C5")] == [
-      ("C1", 28, 5), ("S2", 14, 6), ("C3", 10, 14), ("S4", 5, 16), ("C5", 1, 32)]
+  got = [(r.feature, r.size, r.rf) for r in rep.rows if r.feature in ("C1", "S2", "C3", "S4", "C5")]
+  assert got == [("C1", 28, 5), ("S2", 14, 6), ("C3", 10, 14), ("S4", 5, 16), ("C5", 1, 32)]
   # A 28x28 Fashion-MNIST image is padded to 32: C5 sees all of it and 2 pixels of border.
   rep28 = rf.report(create_model("lenet5"), 28, 1)
   assert rep28.row("C5").rf == 32 and rep28.row("C5").size == 1
@@ -92,6 +92,17 @@ def test_alexnet_pool5_receptive_field_is_195():
   rep = rf.report(create_model("alexnet"), 224, 3)
   assert (rep.row("pool5").rf, rep.row("pool5").jump, rep.row("pool5").size) == (195, 32, 6)
   assert rep.row("conv1").rf == 11 and rep.row("conv1").size == 55
+
+
+def test_resnet_receptive_fields():
+  # ResNet-18: stem 11 (7x7/2 conv, 3x3/2 pool), then each 3x3 conv adds 2 * jump:
+  # layer1 11 + 4*8 = 43, layer2 43 + 4*(8+8+8) + 8 = 99 ... layer4 435 (the usual figure).
+  rep = rf.report(create_model("resnet18"), 224, 3)
+  assert [rep.row(f"layer{i}").rf for i in range(1, 5)] == [43, 99, 211, 435]
+  assert rep.row("layer2_0/downsample").params == 64 * 128 + 2 * 128
+  # The small stem starts from a 3x3 conv with jump 1: layer4 of a 28x28 input is 4x4.
+  small = rf.report(create_model("resnet18", stem="cifar"), 28, 1)
+  assert (small.row("layer4").size, small.row("layer4").jump) == (4, 8)
 
 
 def test_googlenet_ceil_mode_sizes_at_224():
@@ -228,8 +239,8 @@ def _check_step(name, kwargs, size, channels, batch=2, num_classes=10, abstract=
     eval_logits = model.apply(v, x, train=False)
     assert eval_logits.shape == (batch, num_classes) and np.all(np.isfinite(eval_logits))
   assert logits.shape == (batch, num_classes) and logits.dtype == jnp.float32
-  assert set(updates["intermediates"]) >= {r.spec.feature for r in rf.walk(rf.layer_specs(model), size)
-                                           if r.spec.feature}
+  features = {r.spec.feature for r in rf.walk(rf.layer_specs(model), size) if r.spec.feature}
+  assert set(updates["intermediates"]) >= features
   return updates
 
 

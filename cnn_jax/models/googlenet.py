@@ -19,7 +19,8 @@ torchvision); the classifier output is unchanged, so a loss that wants them
 reads them from the `intermediates` collection (weight 0.3 in the paper).
 
 Small inputs: the ImageNet stem divides the size by 8 before inception 3a and
-runs on any input of at least 8x8 (28x28 ends as 1x1 from stage 4 on).
+runs on inputs of at least 15x15 (28x28 ends as 1x1 from stage 4 on); smaller
+ones raise an error that names the fix.
 `stem="cifar"` makes conv1 a 3x3/1 conv and drops the first max pool, so 28x28
 reaches inception 3a at 14x14 and stage 5 at 4x4.
 

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KINDS = ("conv", "maxpool", "avgpool", "block", "pad_to", "adaptive", "global", "dense", "shortcut", "branch")
+KINDS = ("conv", "maxpool", "avgpool", "block", "pad_to", "adaptive", "global", "dense",
+         "shortcut", "branch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,6 +276,8 @@ def report(model, input_size: int, channels: int) -> Report:
             "the model's layer_specs() is out of date."
         )
     pad = s.padding if isinstance(s.padding, str) else str(s.padding)
+    if s.ceil_mode:
+      pad += ",ceil"
     rows.append(ReportRow(s.name, s.kind, s.kernel, s.stride, pad, shape, r.size, r.jump, r.rf,
                           _count(_subtree(params, s.name)), s.feature))
   return Report((input_size, input_size, channels), rows, _count(params))
@@ -293,6 +296,7 @@ def format_report(rep: Report) -> str:
   lines.append(f"{'input':<22} {'':<12} {'':<9} {'':<12} "
                f"{'x'.join(map(str, rep.input_shape)):<14} {1:>6} {1:>7} {'':>13}")
   listed = 0
+  channels = rep.input_shape[2]
   for r in rep.rows:
     if r.kind in ("conv", "maxpool", "avgpool", "block", "shortcut"):
       ksp = f"{r.kernel}/{r.stride}/{r.padding}"
@@ -304,8 +308,10 @@ def format_report(rep: Report) -> str:
       ksp = "all"
     if r.shape is not None:
       shape = "x".join(map(str, r.shape))
-    else:
-      shape = f"{r.size}x{r.size}x?" if r.kind not in ("dense", "global") else "?"
+      if r.kind not in ("shortcut", "branch"):
+        channels = r.shape[-1]
+    else:  # no module (e.g. LeNet-5's padding): channels are unchanged
+      shape = f"{r.size}x{r.size}x{channels}"
     if r.kind in ("shortcut", "branch"):
       jump, rf = "", "-"
     else:

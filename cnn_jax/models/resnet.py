@@ -102,7 +102,8 @@ class Bottleneck(nn.Module):
                   name="conv1")(x, train)
     y = ConvBlock(functools.partial(self.conv, self.features, 3, strides=self.strides, padding=1),
                   self.act, self.norm, name="conv2")(y, train)
-    y = ConvBlock(functools.partial(self.conv, out, 1), "identity", self.norm, name="conv3")(y, train)
+    y = ConvBlock(functools.partial(self.conv, out, 1), "identity", self.norm,
+                  name="conv3")(y, train)
     r = _shortcut(x, out, self.strides, self.shortcut, self.conv, self.norm, train)
     return self.act(y + r)
 
@@ -267,7 +268,8 @@ class CifarResNet(nn.Module):
     act = activation(self.activation)
     conv = functools.partial(Conv2D, use_bias=False, dtype=self.dtype, kernel_init=KAIMING_FAN_OUT)
     norm = functools.partial(BatchNorm, dtype=self.dtype)
-    x = ConvBlock(functools.partial(conv, self.width, 3, padding=1), act, norm, name="conv1")(x, train)
+    x = ConvBlock(functools.partial(conv, self.width, 3, padding=1), act, norm,
+                  name="conv1")(x, train)
     self.sow("intermediates", "stem", x)
     for i in range(3):
       for j in range(self.blocks_per_stage):

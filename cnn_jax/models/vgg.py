@@ -29,14 +29,16 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax.layers import (
-    AdaptiveAvgPool, BatchNorm, ConvBlock, Conv2D, Dense, Flatten, Pool, activation, ceil_mode_padding,
-    check_images,
+    AdaptiveAvgPool, BatchNorm, ConvBlock, Conv2D, Dense, Flatten, Pool, activation,
+    ceil_mode_padding, check_images,
 )
 from cnn_jax.models.receptive_field import LayerSpec, check_input_size
 from cnn_jax.models.registry import MODELS
 
 # Convs per block for each depth (configurations A, B, D, E of the paper).
-CONVS_PER_BLOCK = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+CONVS_PER_BLOCK = {
+    11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4),
+}
 BLOCK_FEATURES = (64, 128, 256, 512, 512)
 STEMS = ("imagenet", "cifar")
 # torchvision's init: kaiming_normal_(fan_out) convs, N(0, 0.01) dense layers.
