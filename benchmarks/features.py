@@ -1,6 +1,6 @@
 """HOG throughput: this JAX implementation vs `skimage.feature.hog`, same images, one run.
 
-  python benchmarks/features.py [--n=10000] [--batch_size=10000]
+  python benchmarks/features.py [--n=10000] [--batch_size=500]
 
 Prints images/s of both, the speed-up ratio, and the maximum element-wise
 difference between the two outputs. JAX time is steady state (compiled once
@@ -26,7 +26,7 @@ PARAMS = dict(orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), bl
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--n", type=int, default=10_000)
-  parser.add_argument("--batch_size", type=int, default=10_000)
+  parser.add_argument("--batch_size", type=int, default=500)
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
   images = load_split("fashion_mnist", "test").images[: args.n]

@@ -67,10 +67,34 @@ def _bin_edges(orientations: int) -> np.ndarray:
   return np.array([step * np.float32(i) for i in range(orientations + 1)], np.float32)
 
 
+@functools.lru_cache(maxsize=32)
+def _edge_directions(orientations: int) -> tuple[np.ndarray, np.ndarray] | None:
+  """cos/sin (float32) of the inner bin edges, if comparing against them bins every integer
+  gradient (uint8 images: components in [-255, 255]) exactly as scikit-image's float64
+  `rad2deg(arctan2) % 180` does; else None (then arctan2 is used)."""
+  edges = _bin_edges(orientations)
+  cos = np.cos(np.deg2rad(edges[1:-1].astype(np.float64))).astype(np.float32)
+  sin = np.sin(np.deg2rad(edges[1:-1].astype(np.float64))).astype(np.float32)
+  g = np.arange(-255, 256, dtype=np.float32)
+  gr, gc = np.meshgrid(g, g, indexing="ij")
+  ref = np.searchsorted(edges.astype(np.float64),
+                        np.rad2deg(np.arctan2(gr, gc, dtype=np.float64)) % 180, "right") - 1
+  flip = (gr < 0) | ((gr == 0) & (gc < 0))
+  gr, gc = np.where(flip, -gr, gr), np.where(flip, -gc, gc)
+  ours = sum((cos[k] * gr >= sin[k] * gc).astype(int) for k in range(orientations - 1))
+  ok = (ours == ref) | ((gr == 0) & (gc == 0))  # zero gradients vote nothing
+  return (cos, sin) if ok.all() else None
+
+
 def cell_histograms(
     images: jax.Array, orientations: int, pixels_per_cell: tuple[int, int]
 ) -> jax.Array:
-  """`[B, H, W, C]` -> per-cell orientation histograms `[B, H // ch, W // cw, orientations]`."""
+  """`[B, H, W, C]` -> per-cell orientation histograms `[B, H // ch, W // cw, orientations]`.
+
+  A gradient folded into the upper half plane lies at or past edge t iff
+  `cos(t) g_row >= sin(t) g_col`; cumulative sums over those masks give the
+  histogram without an arctan2 (exact for integer images, checked at build time).
+  """
   x = to_float(images)
   g_row, g_col = _gradients(x)
   if x.shape[-1] > 1:
@@ -80,16 +104,32 @@ def cell_histograms(
     g_row = jnp.take_along_axis(g_row, pick, -1)
     g_col = jnp.take_along_axis(g_col, pick, -1)
   g_row, g_col = g_row[..., 0], g_col[..., 0]
-  magnitude = jnp.hypot(g_row, g_col)
-  angle = jnp.mod(jnp.rad2deg(jnp.arctan2(g_row, g_col)), 180.0)
-  edges = jnp.asarray(_bin_edges(orientations))
-  in_bin = (angle[..., None] >= edges[:-1]) & (angle[..., None] < edges[1:])  # [B, H, W, n]
-  votes = jnp.where(in_bin, magnitude[..., None], 0.0)
   (ch, cw) = pixels_per_cell
-  b, h, w = magnitude.shape
+  b, h, w = g_row.shape
   ncr, ncc = h // ch, w // cw
-  votes = votes[:, : ncr * ch, : ncc * cw].reshape(b, ncr, ch, ncc, cw, orientations)
-  return votes.sum(axis=(2, 4)) / (ch * cw)
+
+  def by_cell(a):  # [B, H, W] -> [B, Ncr, Ncc, ch * cw]: each cell's pixels contiguous
+    a = a[:, : ncr * ch, : ncc * cw].reshape(b, ncr, ch, ncc, cw)
+    return a.transpose(0, 1, 3, 2, 4).reshape(b, ncr, ncc, ch * cw)
+
+  g_row, g_col = by_cell(g_row), by_cell(g_col)
+  magnitude = jnp.sqrt(g_row * g_row + g_col * g_col)
+  directions = _edge_directions(orientations) if jnp.issubdtype(images.dtype, jnp.integer) else None
+  if directions is None:
+    angle = jnp.mod(jnp.rad2deg(jnp.arctan2(g_row, g_col)), 180.0)
+    edges = _bin_edges(orientations)
+    past = [angle >= edges[k] for k in range(1, orientations)]
+  else:
+    flip = (g_row < 0) | ((g_row == 0) & (g_col < 0))
+    gr, gc = jnp.where(flip, -g_row, g_row), jnp.where(flip, -g_col, g_col)
+    cos, sin = directions
+    # Two products compared (not subtracted): XLA may fuse `a*b - c*d` into an FMA, which
+    # would break the exact ties at 45 and 90 degrees.
+    past = [cos[k] * gr >= sin[k] * gc for k in range(orientations - 1)]
+  total = magnitude.sum(-1)
+  cumulative = [total] + [jnp.where(m, magnitude, 0.0).sum(-1) for m in past]
+  cumulative = jnp.stack(cumulative + [jnp.zeros_like(total)], axis=-1)
+  return (cumulative[..., :-1] - cumulative[..., 1:]) / (ch * cw)
 
 
 def normalize_blocks(hist: jax.Array, cells_per_block: tuple[int, int], block_norm: str):
