@@ -1,0 +1,135 @@
+"""The experiment registry and the reproducible benchmark tables."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from bench_tiny import SUITE, register
+from conftest import REPO
+
+from cnn_jax import benchmark
+from cnn_jax.benchmark import tables
+from cnn_jax.errors import ConfigError
+
+register()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> pathlib.Path:
+  workdir = tmp_path_factory.mktemp("suite_a")
+  benchmark.run_suite(SUITE, "digits", 2, workdir)
+  return workdir
+
+
+def test_suite_writes_results_tables_and_plots(first_run):
+  records = [json.loads(line) for line in (first_run / "results.jsonl").read_text().splitlines()]
+  # raw and hog are seed-independent (run once); the rest run for seeds 0 and 1.
+  assert [(r["experiment"], r["seed"]) for r in records] == [
+      ("raw", 0), ("hog", 0), ("random_conv", 0), ("random_conv", 1), ("tiny_lenet5", 0),
+      ("tiny_lenet5", 1), ("tiny_lenet5_frozen", 0), ("tiny_lenet5_frozen", 1),
+  ]
+  table = benchmark.load_table(first_run)
+  rows = {r["experiment"]: r for r in table["rows"]}
+  lenet = [r for r in records if r["experiment"] == "tiny_lenet5"]
+  accs = [r["test_accuracy"] for r in lenet]
+  assert rows["tiny_lenet5"]["test_accuracy_mean"] == pytest.approx(np.mean(accs))
+  assert rows["tiny_lenet5"]["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+  assert rows["tiny_lenet5"]["size"] == 61_706 and rows["tiny_lenet5"]["size_unit"] == "params"
+  assert rows["hog"]["size_unit"] == "features" and rows["raw"]["size"] == 64
+  assert rows["raw"]["anchor_accuracy"] == 0.939  # scaler + LogisticRegression on digits
+  assert rows["tiny_lenet5"]["test_accuracy_mean"] > 0.5 and rows["raw"]["test_accuracy_mean"] > 0.9
+  prov = table["provenance"]
+  assert len(prov["git_commit"]) == 40 and prov["device_count"] >= 1 and prov["seeds"] == [0, 1]
+  assert set(prov["config_hashes"]) == {f"{r['experiment']}/seed_{r['seed']}" for r in records}
+  md = (first_run / "table.md").read_text()
+  assert "| tiny_lenet5 | LeNet-5, 3 epochs | learned | 61,706 params |" in md
+  assert "1 (seed-independent)" in md and "## Provenance" in md
+  csv_lines = (first_run / "table.csv").read_text().splitlines()
+  assert csv_lines[0].startswith("experiment,representation,kind,size") and len(csv_lines) == 6
+  for png in ("accuracy_vs_time.png", "learning_curves.png"):
+    assert (first_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_second_run_from_scratch_gives_the_same_table(first_run, tmp_path):
+  benchmark.run_suite(SUITE, "digits", 2, tmp_path)
+  a = tables.strip_timing((first_run / "table.md").read_text())
+  b = tables.strip_timing((tmp_path / "table.md").read_text())
+  assert a == b
+  assert "created:" not in a and "0." in a
+
+
+def _result_files(workdir: pathlib.Path) -> dict[str, tuple[bytes, int]]:
+  return {
+      str(p.relative_to(workdir)): (p.read_bytes(), p.stat().st_mtime_ns)
+      for p in workdir.glob("runs/*/seed_*/result.json")
+  }
+
+
+def test_killed_suite_resumes_without_redoing_finished_runs(first_run, tmp_path):
+  workdir = tmp_path / "killed"
+  script = [sys.executable, str(REPO / "tests" / "bench_tiny.py"), str(workdir)]
+  env = dict(os.environ, PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
+  proc = subprocess.Popen(script, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  train_dir = workdir / "runs" / "tiny_lenet5" / "seed_0" / "train"
+  while not (train_dir / "checkpoints").exists() or not any(
+      p.name.isdigit() for p in (train_dir / "checkpoints").iterdir()
+  ):  # killed during the first training run, after a checkpoint
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    assert time.time() < deadline
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = _result_files(workdir)
+  assert len(done) == 4  # raw, hog, random_conv x2
+  r = subprocess.run(script, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert r.stderr.count("done before, skipped") == 4
+  assert "Resuming from checkpoint" in r.stderr  # the interrupted training picks up
+  after = _result_files(workdir)
+  assert {k: after[k] for k in done} == done  # finished runs untouched
+  assert len(after) == 8
+  assert tables.strip_timing((workdir / "table.md").read_text()) == tables.strip_timing(
+      (first_run / "table.md").read_text()
+  )
+
+
+def test_unknown_suite_and_dataset_list_valid_ones(tmp_path):
+  with pytest.raises(ConfigError, match="Unknown suite 'feature_vs_learned'. Valid suites: .*features_vs_learned"):
+    benchmark.run_suite("feature_vs_learned", "digits", 1, tmp_path)
+  with pytest.raises(ConfigError, match="Unknown data set 'cifar'. Valid data sets: digits, fashion_mnist, mnist"):
+    benchmark.run_suite("features_vs_learned", "cifar", 1, tmp_path)
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--suite=nope", f"--workdir={tmp_path / 'x'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+  )
+  assert r.returncode == 2 and "error: Unknown suite 'nope'. Valid suites:" in r.stderr
+
+
+def test_list_shows_experiments_and_suites():
+  r = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--list"], cwd=REPO,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0
+  assert "features_vs_learned" in r.stdout and "hog_svm" in r.stdout and "lenet5_frozen" in r.stdout
+
+
+def test_anchor_and_formatting_for_fashion_mnist():
+  exps = benchmark.suite("features_vs_learned")
+  records = [
+      {"experiment": "hog_svm", "seed": 0, "test_accuracy": 0.92, "train_accuracy": 1.0,
+       "size": 1296, "size_unit": "features", "time_s": 1.0},
+      *[{"experiment": "simple_cnn", "seed": s, "test_accuracy": a, "train_accuracy": 1.0,
+         "size": 421642, "size_unit": "params", "time_s": 2.0} for s, a in ((0, 0.91), (1, 0.93))],
+  ]
+  prov = {"git_commit": "x", "git_dirty": False, "device_count": 1, "device_kind": "cpu",
+          "platform": "cpu", "seeds": [0, 1], "python": "3", "packages": {}, "config_hashes": {},
+          "created": "t"}
+  md = tables.render_markdown(tables.build_table("s", "fashion_mnist", exps, records, prov))
+  assert "| hog_svm | HOG + RBF SVM (C=10; <= 20k train) | engineered | 1,296 features | 1.0 | 0.9200 | 1 (seed-independent) | 0.926 (HOG + SVM) |" in md
+  assert "| 0.9200 ± 0.0141 | 2 | 0.916 (2 conv + pooling (TensorFlow tutorial)) |" in md
