@@ -35,17 +35,24 @@ def _git(*args: str) -> str | None:
   return out.stdout.strip() if out.returncode == 0 else None
 
 
-def provenance(seeds: list[int], hashes: dict[str, str]) -> dict[str, Any]:
+def git_state() -> tuple[str | None, bool | None]:
+  """(commit, whether tracked files differ from it), read when a suite starts."""
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  return _git("rev-parse", "HEAD"), (bool(status) if status is not None else None)
+
+
+def provenance(
+    seeds: list[int], hashes: dict[str, str], git: tuple[str | None, bool | None]
+) -> dict[str, Any]:
   versions = {}
   for p in PACKAGES:
     try:
       versions[p] = importlib.metadata.version(p)
     except importlib.metadata.PackageNotFoundError:
       versions[p] = None
-  status = _git("status", "--porcelain", "--untracked-files=no")
   return {
-      "git_commit": _git("rev-parse", "HEAD"),
-      "git_dirty": bool(status) if status is not None else None,
+      "git_commit": git[0],
+      "git_dirty": git[1],
       "python": platform.python_version(),
       "packages": versions,
       "device_kind": jax.devices()[0].device_kind,

@@ -25,7 +25,7 @@ from cnn_jax import features as features_lib
 from cnn_jax import probe as probe_lib
 from cnn_jax.benchmark import experiments as _experiments  # noqa: F401  (registers them)
 from cnn_jax.benchmark import plots, tables
-from cnn_jax.benchmark.provenance import config_hash, provenance
+from cnn_jax.benchmark.provenance import config_hash, git_state, provenance
 from cnn_jax.benchmark.registry import Experiment, check_dataset, suite
 from cnn_jax.errors import ConfigError
 from cnn_jax.train import read_metrics, train_and_evaluate
@@ -104,6 +104,7 @@ def run_suite(
   seeds = list(range(num_seeds))
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  git = git_state()  # the code this invocation runs, before anything else can change it
 
   @functools.cache
   def splits():
@@ -137,7 +138,7 @@ def run_suite(
   tmp = workdir / "results.jsonl.tmp"
   tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
   tmp.replace(workdir / "results.jsonl")
-  table = tables.build_table(suite_name, dataset, experiments, records, provenance(seeds, hashes))
+  table = tables.build_table(suite_name, dataset, experiments, records, provenance(seeds, hashes, git))
   tables.write_tables(table, workdir)
   plots.accuracy_vs_time(table, workdir / "accuracy_vs_time.png")
   plots.learning_curves(
