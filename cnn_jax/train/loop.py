@@ -104,6 +104,11 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   )
 
 
+# Fields that say where a run executes, not what it computes: a run may resume on
+# another device count, with pmap instead of sharded jit, or as another process.
+PLACEMENT_FIELDS = ("parallelism", "distributed")
+
+
 def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
   """Creates the workdir and writes `config.json`; refuses a workdir of another config."""
   config_json = json.loads(config.to_json_best_effort(sort_keys=True))
@@ -111,8 +116,11 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
   if existing.exists():
     with open(existing) as f:
       old = json.load(f)
-    if old != config_json:
-      changed = sorted(k for k in set(old) | set(config_json) if old.get(k) != config_json.get(k))
+    changed = sorted(
+        k for k in set(old) | set(config_json)
+        if k not in PLACEMENT_FIELDS and old.get(k) != config_json.get(k)
+    )
+    if changed:
       raise ConfigError(
           f"{workdir} holds a run with a different config (differs in: {', '.join(changed)}). "
           "Use a new --workdir, or delete the old one."
@@ -145,7 +153,8 @@ def _fmt_time(seconds: float) -> str:
 def _resume_metrics(path: pathlib.Path, step: int) -> list[dict[str, Any]]:
   """Keeps the metrics records up to `step` (those the checkpoint covers), atomically.
 
-  A line cut short by a kill is dropped.
+  A line cut short by a kill is dropped. Only process 0 rewrites the file (another
+  process replacing it would orphan process 0's open metrics file).
   """
   kept: list[dict[str, Any]] = []
   if path.exists():
@@ -156,6 +165,8 @@ def _resume_metrics(path: pathlib.Path, step: int) -> list[dict[str, Any]]:
         continue
       if record["step"] <= step:
         kept.append(record)
+  if jax.process_index() != 0:
+    return kept
   tmp = path.with_suffix(".jsonl.tmp")
   tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
   tmp.replace(path)

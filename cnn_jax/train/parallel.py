@@ -110,7 +110,7 @@ class Parallel:
   def plain_state(self, state: steps.TrainState) -> steps.TrainState:
     """The state without a device axis: what checkpoints and evaluation see."""
     if self.mode == "pmap":
-      return jax.tree.map(lambda x: x[0], state)
+      return _map_keys_too(_first_replica, state)
     return state
 
   def eval_state(self, state: steps.TrainState) -> steps.TrainState:
@@ -136,7 +136,16 @@ class Parallel:
     return _put_global(array, NamedSharding(self.mesh, P()))
 
   def metrics(self, m: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return jax.tree.map(lambda x: x[0], m) if self.mode == "pmap" else m
+    return jax.tree.map(_first_replica, m) if self.mode == "pmap" else m
+
+
+def _first_replica(x: jax.Array) -> jax.Array:
+  """The copy on this process's first device, without a computation.
+
+  (`x[0]` would launch a program over every device; interleaved with the pmap'd
+  step's all-reduce it can deadlock XLA's CPU collectives.)
+  """
+  return x.addressable_shards[0].data[0]
 
 
 def _map_keys_too(fn: Callable[[Any], jax.Array], tree: Any) -> Any:
