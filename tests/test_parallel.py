@@ -155,3 +155,20 @@ def test_tpu_vm_dry_run_v4_32():
       " && .venv/bin/python -m experiments.main --config=configs/simple_cnn_fashion_mnist.py "
       "--workdir=/mnt/shared/cnn --config.distributed.mode=always'"
   )
+
+
+def test_every_batch_norm_model_accepts_the_pmap_axis():
+  import inspect as std_inspect
+
+  import jax
+  import jax.numpy as jnp
+
+  from cnn_jax import layers
+  from cnn_jax.models import MODELS, create_model
+
+  for name in MODELS.names():
+    model = create_model(name, num_classes=10)
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    if "batch_stats" in variables:  # a model with BatchNorm must let pmap average its statistics
+      assert "axis_name" in std_inspect.signature(MODELS.get(name)).parameters, name
+  assert "axis_name" in std_inspect.signature(layers.BatchNorm).parameters

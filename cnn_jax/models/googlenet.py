@@ -118,6 +118,7 @@ class GoogLeNet(nn.Module):
   dropout: float = 0.2
   stem: str = "imagenet"
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # pmap: BatchNorm statistics over this axis
 
   def layer_specs(self) -> list[LayerSpec]:
     if self.stem not in STEMS:
@@ -148,7 +149,7 @@ class GoogLeNet(nn.Module):
                      "resize the images (--config.data.image_size=32).")
     x = x.astype(self.dtype)
     act = activation(self.activation)
-    norm = functools.partial(BatchNorm, epsilon=1e-3, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, epsilon=1e-3, dtype=self.dtype, axis_name=self.axis_name)
 
     def conv(features: int, kernel: int, strides: int = 1, name: str | None = None) -> nn.Module:
       c = functools.partial(Conv2D, features, kernel, strides=strides, padding=kernel // 2,

@@ -155,6 +155,7 @@ class ResNet(nn.Module):
   activation: str = "relu"
   width: int = 64
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # pmap: BatchNorm statistics over this axis
 
   def layer_specs(self) -> list[LayerSpec]:
     if self.stem not in STEMS:
@@ -178,7 +179,7 @@ class ResNet(nn.Module):
     x = x.astype(self.dtype)
     act = activation(self.activation)
     conv = functools.partial(Conv2D, use_bias=False, dtype=self.dtype, kernel_init=KAIMING_FAN_OUT)
-    norm = functools.partial(BatchNorm, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
     if self.stem == "imagenet":
       x = ConvBlock(functools.partial(conv, self.width, 7, strides=2, padding=3), act, norm,
                     name="conv1")(x, train)
@@ -245,6 +246,7 @@ class CifarResNet(nn.Module):
   activation: str = "relu"
   width: int = 16
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # pmap: BatchNorm statistics over this axis
 
   @property
   def blocks_per_stage(self) -> int:
@@ -267,7 +269,7 @@ class CifarResNet(nn.Module):
     x = x.astype(self.dtype)
     act = activation(self.activation)
     conv = functools.partial(Conv2D, use_bias=False, dtype=self.dtype, kernel_init=KAIMING_FAN_OUT)
-    norm = functools.partial(BatchNorm, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
     x = ConvBlock(functools.partial(conv, self.width, 3, padding=1), act, norm,
                   name="conv1")(x, train)
     self.sow("intermediates", "stem", x)

@@ -66,6 +66,7 @@ class VGG(nn.Module):
   dropout: float = 0.5
   stem: str = "imagenet"
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # pmap: BatchNorm statistics over this axis
 
   def layer_specs(self) -> list[LayerSpec]:
     if self.depth not in CONVS_PER_BLOCK:
@@ -95,7 +96,7 @@ class VGG(nn.Module):
     )
     x = x.astype(self.dtype)
     act = activation(self.activation)
-    norm = functools.partial(BatchNorm, dtype=self.dtype) if self.batch_norm else None
+    norm = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name) if self.batch_norm else None
     for b, n in enumerate(CONVS_PER_BLOCK[self.depth], start=1):
       for i in range(1, n + 1):
         conv = functools.partial(Conv2D, BLOCK_FEATURES[b - 1], 3, padding=1, dtype=self.dtype,
