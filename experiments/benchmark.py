@@ -8,12 +8,13 @@
 Rerunning the same command resumes: finished (experiment, seed) runs are skipped.
 """
 
-import logging as std_logging
+import pathlib
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from cnn_jax import benchmark
+from cnn_jax.console import show_progress
 from cnn_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -41,10 +42,7 @@ def list_registry() -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_logger().addFilter(
-      lambda r: r.levelno >= std_logging.WARNING or "/cnn_jax/benchmark/" in r.pathname
-  )
+  show_progress("/cnn_jax/benchmark/")
   if FLAGS.list:
     print(list_registry())
     return
@@ -57,7 +55,7 @@ def main(argv):
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  print((__import__("pathlib").Path(workdir) / "table.md").read_text())
+  print((pathlib.Path(workdir) / "table.md").read_text())
   print(f"Tables, results.jsonl and plots are in {workdir}/")
 
 

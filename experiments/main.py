@@ -4,12 +4,12 @@
       [--config.optimizer.learning_rate=3e-3 ...]
 """
 
-import logging as std_logging
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from cnn_jax.console import show_progress
 from cnn_jax.errors import UserError
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.preemption import Preempted
@@ -46,11 +46,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.INFO)
-  # Keep the console to our progress lines: orbax and TFDS log every file operation at INFO.
-  logging.get_absl_logger().addFilter(
-      lambda r: r.levelno >= std_logging.WARNING or "/cnn_jax/" in r.pathname
-  )
+  show_progress()
   try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except Preempted as e:
