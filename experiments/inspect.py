@@ -21,7 +21,11 @@ from cnn_jax.models import receptive_field as rf
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registered model name, e.g. resnet18.")
-flags.DEFINE_integer("input_size", 224, "Square input size in pixels.")
+flags.DEFINE_integer(
+    "input_size", 0, "Square input size in pixels (0: the model's own, 32 for LeNet-5 and the "
+    "CIFAR ResNets, 224 otherwise)."
+)
+NATIVE_SIZE = {"lenet5": 32, "resnet20": 32, "resnet32": 32, "resnet56": 32}
 flags.DEFINE_integer("channels", 3, "Input channels (1 for Fashion-MNIST).")
 flags.DEFINE_integer("num_classes", None, "Output classes (default: the model's own).")
 flags.DEFINE_string("stem", None, "Stem for models that have one: imagenet or cifar.")
@@ -90,8 +94,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
-    print(inspect_model(FLAGS.model, FLAGS.input_size, FLAGS.channels, FLAGS.num_classes,
-                        FLAGS.stem))
+    size = FLAGS.input_size or NATIVE_SIZE.get(FLAGS.model, 224)
+    channels = FLAGS.channels if FLAGS.model != "lenet5" or FLAGS["channels"].present else 1
+    print(inspect_model(FLAGS.model, size, channels, FLAGS.num_classes, FLAGS.stem))
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
