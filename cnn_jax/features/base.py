@@ -106,14 +106,19 @@ def apply_in_batches(fn: FeatureFn, images: np.ndarray, batch_size: int = 1000) 
   jfn = jax.jit(fn)
   n = len(images)
   batch_size = max(1, min(batch_size, n))
-  out = []
+  results = []  # dispatch every batch first, so the device never waits for the host
   for start in range(0, n, batch_size):
     batch = images[start : start + batch_size]
-    real = len(batch)
-    if real < batch_size:
-      batch = np.concatenate([batch, np.zeros((batch_size - real, *batch.shape[1:]), batch.dtype)])
-    out.append(jfn(jax.device_put(batch))[:real])
-  return np.asarray(jnp.concatenate(out)) if out else np.zeros((0, 0), np.float32)
+    if len(batch) < batch_size:
+      pad = np.zeros((batch_size - len(batch), *batch.shape[1:]), batch.dtype)
+      batch = np.concatenate([batch, pad])
+    results.append(jfn(jax.device_put(batch)))
+  if not results:
+    return np.zeros((0, 0), np.float32)
+  out = np.empty((n, *results[0].shape[1:]), np.float32)
+  for start, r in zip(range(0, n, batch_size), results):
+    out[start : start + batch_size] = np.asarray(r)[: n - start]
+  return out
 
 
 def extract(
