@@ -28,9 +28,10 @@ from cnn_jax.models import create_model
 
 
 def model_from_config(config: ml_collections.ConfigDict) -> nn.Module:
-  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  kwargs["dtype"] = config.get("dtype", "float32")
-  return create_model(config.model.name, **kwargs)
+  """The model a training config built (same keyword arguments as the train loop)."""
+  from cnn_jax.train.loop import model_kwargs  # the one place that maps config -> model
+
+  return create_model(config.model.name, **model_kwargs(config))
 
 
 def restore_variables(workdir: str | pathlib.Path) -> dict[str, Any]:

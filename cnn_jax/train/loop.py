@@ -55,7 +55,7 @@ def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
   kwargs["dtype"] = config.dtype
   fields = inspect.signature(MODELS.get(config.model.name)).parameters
-  if config.parallelism == "pmap" and "axis_name" in fields:
+  if config.get("parallelism") == "pmap" and "axis_name" in fields:
     kwargs["axis_name"] = DATA_AXIS  # BatchNorm averages statistics over all devices
   return kwargs
 
