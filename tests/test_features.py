@@ -1,6 +1,9 @@
 """Feature extractors against their oracles (scikit-image) on real images, and bad input."""
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import jax
 import ml_collections
@@ -11,7 +14,7 @@ from cnn_jax import features
 from cnn_jax.data import load_split
 from cnn_jax.errors import ConfigError
 from cnn_jax.registry import UnknownNameError
-from conftest import needs_fashion_mnist
+from conftest import REPO, needs_fashion_mnist
 
 import skimage.feature as skimage_feature  # noqa: E402  (the oracle; a test dependency)
 import skimage.filters as skimage_filters  # noqa: E402
@@ -140,6 +143,33 @@ def test_every_extractor_is_batched_jittable_and_deterministic(digits):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
     fn2 = features.make_extractor(config, image_shape=(8, 8, 1), train_images=train)
     np.testing.assert_array_equal(a, np.asarray(jax.jit(fn2)(digits[:16])), err_msg=name)
+
+
+_MULTI_DEVICE = textwrap.dedent("""
+    import jax, numpy as np
+    jax.config.update("jax_num_cpu_devices", 3)
+    from cnn_jax import features
+    from cnn_jax.data import load_split
+    train = load_split("digits", "train").images
+    devices = jax.local_devices()
+    assert len(devices) == 3, devices
+    for name, params in [("hog", dict(pixels_per_cell=2)), ("kmeans", dict(num_centroids=8,
+                         num_patches=500, patch_size=3, iterations=3))]:
+      fn = features.make_extractor(dict(name=name, **params), image_shape=(8, 8, 1),
+                                   train_images=train)
+      one = features.apply_in_batches(fn, train[:23], batch_size=4, devices=devices[:1])
+      three = features.apply_in_batches(fn, train[:23], batch_size=4)
+      assert one.shape[0] == 23
+      np.testing.assert_array_equal(one, three, err_msg=name)
+    print("ok")
+""")
+
+
+def test_batches_spread_over_devices_give_identical_features(tfds_dir):
+  # Its own process: the CPU device count is fixed when JAX starts.
+  r = subprocess.run([sys.executable, "-c", _MULTI_DEVICE], cwd=REPO, capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
 def test_kmeans_shapes_and_triangle_sparsity(digits):

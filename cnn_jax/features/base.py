@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -95,24 +95,34 @@ def make_extractor(
                  **params)
 
 
-def apply_in_batches(fn: FeatureFn, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-  """Runs a jitted `fn` over `images` `[N, H, W, C]` in batches on the default device.
+def apply_in_batches(
+    fn: FeatureFn,
+    images: np.ndarray,
+    batch_size: int = 1000,
+    devices: Sequence[jax.Device] | None = None,
+) -> np.ndarray:
+  """Runs a jitted `fn` over `images` `[N, H, W, C]` in batches.
 
-  The last batch is padded to `batch_size` so only one shape is compiled.
+  Batches go round-robin to `devices` (default: every local device of JAX's
+  default backend), so several GPUs, or a CPU split into several devices with
+  `jax.config.update("jax_num_cpu_devices", k)`, work at once; each batch is
+  computed whole on one device, so the result does not depend on how many there
+  are. The last batch is padded to `batch_size` so only one shape is compiled.
   Returns float32 `[N, D]` on the host.
   """
   if images.ndim != 4:
     raise ConfigError(f"Images must be [N, H, W, C], got shape {images.shape}.")
+  devices = list(devices or jax.local_devices())
   jfn = jax.jit(fn)
   n = len(images)
   batch_size = max(1, min(batch_size, n))
-  results = []  # dispatch every batch first, so the device never waits for the host
-  for start in range(0, n, batch_size):
+  results = []  # dispatch every batch first, so the devices never wait for the host
+  for i, start in enumerate(range(0, n, batch_size)):
     batch = images[start : start + batch_size]
     if len(batch) < batch_size:
       pad = np.zeros((batch_size - len(batch), *batch.shape[1:]), batch.dtype)
       batch = np.concatenate([batch, pad])
-    results.append(jfn(jax.device_put(batch)))
+    results.append(jfn(jax.device_put(batch, devices[i % len(devices)])))
   if not results:
     return np.zeros((0, 0), np.float32)
   out = np.empty((n, *results[0].shape[1:]), np.float32)

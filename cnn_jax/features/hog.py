@@ -55,9 +55,10 @@ def hog_output_dim(
 
 
 def _gradients(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """`[B, H, W, C]` -> row and column gradients, zero on the border."""
-  g_row = jnp.zeros_like(x).at[:, 1:-1].set(x[:, 2:] - x[:, :-2])
-  g_col = jnp.zeros_like(x).at[:, :, 1:-1].set(x[:, :, 2:] - x[:, :, :-2])
+  """`[H, W, ...]` -> row and column gradients, zero on the border rows / columns."""
+  rest = [(0, 0)] * (x.ndim - 2)
+  g_row = jnp.pad(x[2:] - x[:-2], [(1, 1), (0, 0), *rest])
+  g_col = jnp.pad(x[:, 2:] - x[:, :-2], [(0, 0), (1, 1), *rest])
   return g_row, g_col
 
 
@@ -86,33 +87,36 @@ def _edge_directions(orientations: int) -> tuple[np.ndarray, np.ndarray] | None:
   return (cos, sin) if ok.all() else None
 
 
-def cell_histograms(
+def _cell_histograms_bm(
     images: jax.Array, orientations: int, pixels_per_cell: tuple[int, int]
 ) -> jax.Array:
-  """`[B, H, W, C]` -> per-cell orientation histograms `[B, H // ch, W // cw, orientations]`.
+  """`[B, H, W, C]` -> cell histograms `[H // ch, W // cw, orientations, B]` (batch minor).
+
+  The batch is moved to the last (minor) axis, so every step is an elementwise
+  vector op across images and the sums over a cell's pixels add whole vectors;
+  with the batch first, XLA reduced short rows of 16 pixels (1.7x slower).
 
   A gradient folded into the upper half plane lies at or past edge t iff
   `cos(t) g_row >= sin(t) g_col`; cumulative sums over those masks give the
   histogram without an arctan2 (exact for integer images, checked at build time).
   """
-  x = to_float(images)
+  x = jnp.moveaxis(to_float(images), 0, -1)  # [H, W, C, B]
   g_row, g_col = _gradients(x)
-  if x.shape[-1] > 1:
+  if x.shape[2] > 1:
     # Squared magnitudes of integer gradients are exact in float32, so ties (first channel
     # wins, as numpy's argmax) are decided as scikit-image decides them in float64.
-    pick = jnp.argmax(g_row * g_row + g_col * g_col, axis=-1)[..., None]
-    g_row = jnp.take_along_axis(g_row, pick, -1)
-    g_col = jnp.take_along_axis(g_col, pick, -1)
-  g_row, g_col = g_row[..., 0], g_col[..., 0]
+    pick = jnp.argmax(g_row * g_row + g_col * g_col, axis=2)[:, :, None]
+    g_row = jnp.take_along_axis(g_row, pick, 2)
+    g_col = jnp.take_along_axis(g_col, pick, 2)
+  g_row, g_col = g_row[:, :, 0], g_col[:, :, 0]  # [H, W, B]
   (ch, cw) = pixels_per_cell
-  b, h, w = g_row.shape
+  h, w, b = g_row.shape
   ncr, ncc = h // ch, w // cw
+  g_row, g_col = g_row[: ncr * ch, : ncc * cw], g_col[: ncr * ch, : ncc * cw]
 
-  def by_cell(a):  # [B, H, W] -> [B, Ncr, Ncc, ch * cw]: each cell's pixels contiguous
-    a = a[:, : ncr * ch, : ncc * cw].reshape(b, ncr, ch, ncc, cw)
-    return a.transpose(0, 1, 3, 2, 4).reshape(b, ncr, ncc, ch * cw)
+  def cell_sum(a):  # [ncr * ch, ncc * cw, B] -> [ncr, ncc, B]
+    return a.reshape(ncr, ch, ncc, cw, b).sum((1, 3))
 
-  g_row, g_col = by_cell(g_row), by_cell(g_col)
   magnitude = jnp.sqrt(g_row * g_row + g_col * g_col)
   directions = _edge_directions(orientations) if jnp.issubdtype(images.dtype, jnp.integer) else None
   if directions is None:
@@ -126,23 +130,21 @@ def cell_histograms(
     # Two products compared (not subtracted): XLA may fuse `a*b - c*d` into an FMA, which
     # would break the exact ties at 45 and 90 degrees.
     past = [cos[k] * gr >= sin[k] * gc for k in range(orientations - 1)]
-  total = magnitude.sum(-1)
-  cumulative = [total] + [jnp.where(m, magnitude, 0.0).sum(-1) for m in past]
-  cumulative = jnp.stack(cumulative + [jnp.zeros_like(total)], axis=-1)
-  return (cumulative[..., :-1] - cumulative[..., 1:]) / (ch * cw)
+  total = cell_sum(magnitude)
+  cumulative = [total] + [cell_sum(jnp.where(m, magnitude, 0.0)) for m in past]
+  cumulative = jnp.stack(cumulative + [jnp.zeros_like(total)], axis=2)  # [ncr, ncc, n + 1, B]
+  return (cumulative[:, :, :-1] - cumulative[:, :, 1:]) / (ch * cw)
 
 
-def normalize_blocks(hist: jax.Array, cells_per_block: tuple[int, int], block_norm: str):
-  """`[B, Ncr, Ncc, n]` cell histograms -> `[B, Nbr, Nbc, bh, bw, n]` normalised blocks."""
+def _normalize_blocks_bm(hist: jax.Array, cells_per_block: tuple[int, int], block_norm: str):
+  """`[Ncr, Ncc, n, B]` -> normalised blocks `[Nbr, Nbc, bh, bw, n, B]` (batch minor)."""
   bh, bw = cells_per_block
-  _, ncr, ncc, _ = hist.shape
+  ncr, ncc = hist.shape[:2]
   nbr, nbc = ncr - bh + 1, ncc - bw + 1
-  rows = [
-      jnp.stack([hist[:, i : i + nbr, j : j + nbc] for j in range(bw)], axis=3)
-      for i in range(bh)
-  ]
-  blocks = jnp.stack(rows, axis=3)  # [B, Nbr, Nbc, bh, bw, n]
-  axes = (3, 4, 5)
+  rows = [jnp.stack([hist[i : i + nbr, j : j + nbc] for j in range(bw)], axis=2)
+          for i in range(bh)]
+  blocks = jnp.stack(rows, axis=2)  # [Nbr, Nbc, bh, bw, n, B]
+  axes = (2, 3, 4)
   if block_norm == "L1":
     return blocks / (jnp.sum(jnp.abs(blocks), axes, keepdims=True) + _EPS)
   if block_norm == "L1-sqrt":
@@ -151,6 +153,19 @@ def normalize_blocks(hist: jax.Array, cells_per_block: tuple[int, int], block_no
   if block_norm == "L2":
     return l2(blocks)
   return l2(jnp.minimum(l2(blocks), 0.2))  # L2-Hys
+
+
+def cell_histograms(
+    images: jax.Array, orientations: int, pixels_per_cell: tuple[int, int]
+) -> jax.Array:
+  """`[B, H, W, C]` -> per-cell orientation histograms `[B, H // ch, W // cw, orientations]`."""
+  return jnp.moveaxis(_cell_histograms_bm(images, orientations, pixels_per_cell), -1, 0)
+
+
+def normalize_blocks(hist: jax.Array, cells_per_block: tuple[int, int], block_norm: str):
+  """`[B, Ncr, Ncc, n]` cell histograms -> `[B, Nbr, Nbc, bh, bw, n]` normalised blocks."""
+  blocks = _normalize_blocks_bm(jnp.moveaxis(hist, 0, -1), cells_per_block, block_norm)
+  return jnp.moveaxis(blocks, -1, 0)
 
 
 def hog_features(
@@ -168,9 +183,9 @@ def hog_features(
   if block_norm not in BLOCK_NORMS:
     raise ConfigError(f"Unknown block_norm {block_norm!r}; choose one of {', '.join(BLOCK_NORMS)}.")
   hog_output_dim(images.shape[1:3], orientations, ppc, cpb)
-  hist = cell_histograms(images, orientations, ppc)
-  blocks = normalize_blocks(hist, cpb, block_norm)
-  return blocks.reshape(blocks.shape[0], -1)
+  hist = _cell_histograms_bm(images, orientations, ppc)
+  blocks = _normalize_blocks_bm(hist, cpb, block_norm)
+  return blocks.reshape(-1, blocks.shape[-1]).T
 
 
 @EXTRACTORS.register("hog")
