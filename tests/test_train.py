@@ -3,13 +3,18 @@
 import json
 import pathlib
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from configs import lenet5_digits, simple_cnn_fashion_mnist
 
 from cnn_jax.errors import ConfigError
+from cnn_jax.models import create_model
+from cnn_jax.train import steps
 from cnn_jax.train import create_optimizer, default_optimizer_config, read_metrics, train_and_evaluate
 
 
@@ -65,6 +70,8 @@ def test_simple_cnn_with_batch_norm_and_dropout_trains(tmp_path):
         ("optimizer.schedule", "cosin", "Unknown learning-rate schedule 'cosin'"),
         ("model.num_classes", 12, "num_classes=12 but data set 'digits' has 10 classes"),
         ("batch_size", 5000, "batch_size=5000 must be between 1 and the 1438"),
+        ("aux_loss_weight", 0.3, "sows no auxiliary logits.*aux_logits=True"),
+        ("aux_loss_weight", -1.0, "aux_loss_weight must be >= 0"),
     ],
 )
 def test_bad_config_is_a_clear_error_and_leaves_no_workdir(tmp_path, field, value, message):
@@ -81,6 +88,54 @@ def test_workdir_of_another_config_is_refused_untouched(tmp_path):
   with pytest.raises(ConfigError, match="different config \\(differs in: seed\\)"):
     train_and_evaluate(tiny_digits_config(num_epochs=1, seed=5), str(tmp_path))
   assert tree() == before
+
+
+def test_a_run_from_before_a_new_config_field_resumes_if_it_holds_its_default(tmp_path):
+  train_and_evaluate(tiny_digits_config(num_epochs=1), str(tmp_path))
+  path = tmp_path / "config.json"
+  old = json.loads(path.read_text())
+  del old["aux_loss_weight"], old["seed"]  # as if written before these fields existed
+  path.write_text(json.dumps(old))
+  summary = train_and_evaluate(tiny_digits_config(num_epochs=1), str(tmp_path))
+  assert summary["steps"] == 1438 // 64
+  with pytest.raises(ConfigError, match="differs in: seed"):  # absent, and not the default
+    train_and_evaluate(tiny_digits_config(num_epochs=1, seed=5), str(tmp_path))
+
+
+def test_googlenet_auxiliary_losses_are_weighted_and_train_the_heads():
+  model = create_model("googlenet", num_classes=10, stem="cifar", aux_logits=True)
+  state = steps.create_train_state(model, optax.sgd(0.1), jax.random.key(0), (28, 28, 1))
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (4, 28, 28, 1), np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, 4), jnp.int32)
+  preprocess = lambda x: x.astype(jnp.float32) / 255.0  # noqa: E731
+
+  def step(weight):
+    fn = functools.partial(steps.train_step, batch_size=4, preprocess=preprocess,
+                           aux_loss_weight=weight)
+    return jax.jit(fn)(state, images, labels, jnp.arange(4), jnp.int32(0))
+
+  with_aux, m = step(0.3)
+  main_only, m0 = step(0.0)
+  # The expected terms, from the same forward pass (same dropout key) outside the step.
+  logits, upd = model.apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, preprocess(images), train=True,
+      mutable=["batch_stats", "intermediates"],
+      rngs={"dropout": jax.random.fold_in(state.dropout_key, state.step)})
+  aux = [upd["intermediates"][k][0] for k in ("aux1_logits", "aux2_logits")]
+  ce = lambda z: float(steps.cross_entropy_loss(z, labels))  # noqa: E731
+  np.testing.assert_allclose(float(m["aux_loss"]), 0.3 * (ce(aux[0]) + ce(aux[1])), rtol=1e-5)
+  np.testing.assert_allclose(float(m["loss"]), ce(logits), rtol=1e-5)
+  assert "aux_loss" not in m0
+  changed = lambda a, b: not np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+  for head in ("aux1", "aux2"):  # heads learn only from their own loss
+    assert not any(map(changed, jax.tree.leaves(main_only.params[head]),
+                       jax.tree.leaves(state.params[head])))
+    assert all(map(changed, jax.tree.leaves(with_aux.params[head]),
+                   jax.tree.leaves(state.params[head])))
+  # ... and their gradients reach the trunk below them.
+  assert changed(with_aux.params["conv1"]["conv"]["kernel"],
+                 main_only.params["conv1"]["conv"]["kernel"])
 
 
 

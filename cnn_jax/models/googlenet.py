@@ -15,8 +15,8 @@ with both auxiliary heads).
 Auxiliary heads (`aux_logits=True`): after 4a and 4d, adaptive average pool to
 4x4 -> 1x1 conv (128) -> dense 1,024 -> dropout 0.7 -> dense. Their logits are
 sown as `aux1_logits`, `aux2_logits` (in training and at init only, like
-torchvision); the classifier output is unchanged, so a loss that wants them
-reads them from the `intermediates` collection (weight 0.3 in the paper).
+torchvision); the classifier output is unchanged, and the train step adds their
+losses with weight `config.aux_loss_weight` (0.3 in the paper and our configs).
 
 Small inputs: the ImageNet stem divides the size by 8 before inception 3a and
 runs on inputs of at least 15x15 (28x28 ends as 1x1 from stage 4 on); smaller

@@ -28,6 +28,8 @@ def default_train_config() -> ml_collections.ConfigDict:
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = 3
+  # Weight of auxiliary classifiers' losses (GoogLeNet with model.aux_logits=True: 0.3).
+  config.aux_loss_weight = 0.0
   config.log_every_steps = 100
 
   # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".

@@ -27,6 +27,7 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.models import MODELS, create_model
 from cnn_jax.train import metrics as metrics_lib
 from cnn_jax.train import steps
+from cnn_jax.train.config import default_train_config
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.preemption import Preempted, PreemptionGuard
 from cnn_jax.train.optim import create_optimizer
@@ -89,6 +90,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
   state = steps.create_train_state(model, tx, init_key, (size, size, train.images.shape[3]))
+  if not config.aux_loss_weight >= 0:
+    raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
+  if config.aux_loss_weight:
+    steps.check_auxiliary_heads(state, (size, size, train.images.shape[3]))
   n_dev = jax.device_count()
   eval_bs = max(n_dev, min(config.eval_batch_size, len(test)) // n_dev * n_dev)
   parallel = make_parallel(
@@ -97,6 +102,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       eval_batch_size=eval_bs,
       num_eval_examples=len(test),
       preprocess=functools.partial(normalize, dtype=jnp.dtype(config.dtype)),
+      aux_loss_weight=float(config.aux_loss_weight),
   )
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
@@ -116,9 +122,12 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
   if existing.exists():
     with open(existing) as f:
       old = json.load(f)
+    # A field added to the defaults after the run started counts as unchanged when it
+    # holds its default (the old run computed exactly that).
+    defaults = json.loads(default_train_config().to_json_best_effort(sort_keys=True))
     changed = sorted(
         k for k in set(old) | set(config_json)
-        if k not in PLACEMENT_FIELDS and old.get(k) != config_json.get(k)
+        if k not in PLACEMENT_FIELDS and old.get(k, defaults.get(k)) != config_json.get(k)
     )
     if changed:
       raise ConfigError(
@@ -274,6 +283,7 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
             "step": done, "epoch": epoch + 1, "split": "train",
             "loss": means["loss"], "accuracy": means["accuracy"],
             "learning_rate": float(s.schedule(done - 1)),
+            **({"aux_loss": means["aux_loss"]} if "aux_loss" in means else {}),
         }
         writer.write(record)
         history.append(record)

@@ -178,6 +178,7 @@ def make_parallel(
     eval_batch_size: int,
     num_eval_examples: int,
     preprocess: Callable[[jax.Array], jax.Array],
+    aux_loss_weight: float = 0.0,
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap')."""
   if mode not in MODES:
@@ -198,7 +199,8 @@ def make_parallel(
   if mode == "pmap":
     train_fn = jax.pmap(
         functools.partial(
-            steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS
+            steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS,
+            aux_loss_weight=aux_loss_weight,
         ),
         axis_name=DATA_AXIS,
         in_axes=(0, 0, 0, None, None),
@@ -207,7 +209,8 @@ def make_parallel(
   else:
     train_fn = jax.jit(
         functools.partial(
-            steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch
+            steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch,
+            aux_loss_weight=aux_loss_weight,
         ),
         in_shardings=(replicated, replicated, replicated, replicated, replicated),
         out_shardings=(replicated, replicated),

@@ -13,6 +13,7 @@ from flax import struct
 from flax.training import train_state
 
 from cnn_jax.data.pipeline import batch_from_permutation
+from cnn_jax.errors import ConfigError
 
 Preprocess = Callable[[jax.Array], jax.Array]
 
@@ -53,6 +54,28 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
+def auxiliary_logits(intermediates: Any) -> list[jax.Array]:
+  """The auxiliary classifiers' logits a model sowed (top-level `*_logits`), by name."""
+  found = [intermediates[k][-1] for k in sorted(intermediates) if k.endswith("_logits")]
+  if not found:
+    raise ConfigError(
+        "aux_loss_weight > 0 but the model sows no auxiliary logits. Build its auxiliary "
+        "heads (GoogLeNet: --config.model.aux_logits=True) or set --config.aux_loss_weight=0."
+    )
+  return found
+
+
+def check_auxiliary_heads(state: TrainState, input_shape: tuple[int, ...]) -> None:
+  """Raises ConfigError now (not at the first step) if the model sows no `*_logits`."""
+  def apply():
+    return state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        jnp.zeros((1, *input_shape), jnp.float32), train=True,
+        mutable=["batch_stats", "intermediates"], rngs={"dropout": jax.random.key(0)},
+    )
+  auxiliary_logits(jax.eval_shape(apply)[1]["intermediates"])
+
+
 def train_step(
     state: TrainState,
     images: jax.Array,
@@ -64,6 +87,7 @@ def train_step(
     preprocess: Preprocess,
     batch_sharding: jax.sharding.Sharding | None = None,
     axis_name: str | None = None,
+    aux_loss_weight: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
@@ -77,6 +101,12 @@ def train_step(
 
   The dropout key is `fold_in(state.dropout_key, state.step)` (and the device
   index under pmap): a function of the seed and the step only.
+
+  With `aux_loss_weight > 0` the objective adds `aux_loss_weight` times the
+  cross-entropy of every auxiliary classifier the model sows as `*_logits` in
+  its `intermediates` (GoogLeNet's two heads; 0.3 in Szegedy et al. 2015).
+  The `loss` metric stays the main head's cross-entropy, comparable with the
+  test loss; `aux_loss` is the weighted auxiliary term.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
   if axis_name is None:
@@ -97,13 +127,23 @@ def train_step(
         {"params": params, "batch_stats": state.batch_stats},
         x,
         train=True,
-        mutable=["batch_stats"],
+        mutable=["batch_stats", "intermediates"] if aux_loss_weight else ["batch_stats"],
         rngs={"dropout": dropout_key},
     )
-    return cross_entropy_loss(logits, y), (logits, updates)
+    loss = cross_entropy_loss(logits, y)
+    aux = jnp.zeros((), jnp.float32)
+    if aux_loss_weight:
+      aux = aux_loss_weight * sum(
+          cross_entropy_loss(a, y) for a in auxiliary_logits(updates["intermediates"])
+      )
+    return loss + aux, (loss, aux, logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (loss, aux, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+  )
   metrics = {"loss": loss, "accuracy": accuracy(logits, y)}
+  if aux_loss_weight:
+    metrics["aux_loss"] = aux
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
