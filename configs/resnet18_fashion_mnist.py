@@ -8,6 +8,10 @@ augmentation 0.949). About 14k steps of batch 128: minutes on one GPU.
 
 python -m experiments.main --config=configs/resnet18_fashion_mnist.py --workdir=workdirs/resnet18_fm
   (on a GPU add --config.dtype=bfloat16 for speed)
+
+Measured: 6 epochs of this config on the 2-core CPU (bfloat16, one warm-up
+epoch) reach 0.9433 test accuracy in 1 h 36 min; metrics, config and command
+in benchmarks/results/resnet18_fashion_mnist_cpu/.
 """
 
 from configs import default
