@@ -12,14 +12,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnn_jax import features as features_lib
+from cnn_jax.data import Split
 from cnn_jax.errors import ConfigError
+from cnn_jax.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,4 +196,39 @@ def svm_probe(
   )
 
 
-PROBES = {"linear": linear_probe, "svm": svm_probe}
+# Probes by name; their settings and defaults are the keyword-only parameters of each function.
+PROBES: Registry[Callable[..., ProbeResult]] = Registry("probe", context=("extract_time_s",))
+PROBES.register("linear")(linear_probe)
+PROBES.register("svm")(svm_probe)
+
+
+def probe_features(
+    features: Mapping[str, Any],
+    probe: Mapping[str, Any],
+    train: Split,
+    test: Split,
+    *,
+    batch_size: int = 1000,
+    **extra: Any,
+) -> ProbeResult:
+  """Extract-then-probe, the one path every caller uses (the benchmark and `experiments.probe`).
+
+  Builds the extractor `features` (`name` + parameters; fitted on `train` where it
+  fits anything), extracts both splits in batches, fits the probe `probe` (`name` +
+  settings) on the training features and scores it on the test features. The
+  extraction time includes building (fitting) the extractor. `extra`: extractor
+  arguments that cannot live in a config (in-memory models).
+  """
+  probe = dict(probe)
+  name = probe.pop("name")
+  PROBES.check_params(name, probe)
+  start = time.perf_counter()
+  fn = features_lib.make_extractor(
+      features, image_shape=train.images.shape[1:], train_images=train.images, **extra
+  )
+  train_feats = features_lib.apply_in_batches(fn, train.images, batch_size)
+  test_feats = features_lib.apply_in_batches(fn, test.images, batch_size)
+  extract_time = time.perf_counter() - start
+  return PROBES.get(name)(
+      train_feats, train.labels, test_feats, test.labels, extract_time_s=extract_time, **probe
+  )

@@ -6,7 +6,12 @@ A wrong name fails at once and lists the valid ones, so a typo in
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+import typing
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+import ml_collections
+from ml_collections import config_dict
 
 from cnn_jax.errors import ConfigError
 
@@ -20,8 +25,10 @@ class UnknownNameError(ConfigError):
 class Registry(Generic[T]):
   """A small, explicit name -> object map with helpful errors."""
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, *, context: tuple[str, ...] = ()):
+    """`context`: keyword arguments that the caller supplies, not the config (see `params`)."""
     self.kind = kind
+    self.context = context
     self._entries: dict[str, T] = {}
 
   def register(self, name: str) -> Callable[[T], T]:
@@ -43,6 +50,37 @@ class Registry(Generic[T]):
 
   def unknown_message(self, name: str) -> str:
     return f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self.names())}."
+
+  def params(self, name: str) -> dict[str, Any]:
+    """The settings of function entry `name`: its keyword-only parameters and their defaults
+    (the one source of defaults: the signature), minus the `context` arguments."""
+    return {
+        k: p.default
+        for k, p in inspect.signature(self.get(name)).parameters.items()
+        if k not in self.context and p.kind == p.KEYWORD_ONLY
+    }
+
+  def check_params(self, name: str, params: dict[str, Any]) -> None:
+    unknown = sorted(set(params) - set(self.params(name)))
+    if unknown:
+      raise ConfigError(
+          f"{self.kind.capitalize()} {name!r} has no parameter(s) {', '.join(unknown)}. "
+          f"Its parameters are: {', '.join(sorted(self.params(name)))}."
+      )
+
+  def default_config(self, name: str) -> ml_collections.ConfigDict:
+    """`ConfigDict(name=..., **defaults)`; a None default becomes a typed placeholder, so
+    `--config.<field>=value` can set it."""
+    hints = typing.get_type_hints(self.get(name))
+    config = ml_collections.ConfigDict({"name": name})
+    for k, v in self.params(name).items():
+      if v is None:
+        types_ = [t for t in typing.get_args(hints.get(k)) if t is not type(None)]
+        if len(types_) != 1 or types_[0] not in (int, float, str, bool):
+          continue  # not settable from a flag (e.g. arrays passed in memory)
+        v = config_dict.placeholder(types_[0])
+      config[k] = v
+    return config
 
   def names(self) -> list[str]:
     return sorted(self._entries)

@@ -22,7 +22,7 @@ def get_config():
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 5e-4
   config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 60_000 // 128
+  config.optimizer.warmup_epochs = 1
   config.batch_size = 128
   config.num_epochs = 20
   return config

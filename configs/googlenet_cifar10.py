@@ -24,7 +24,7 @@ def get_config():
   config.optimizer.nesterov = True
   config.optimizer.weight_decay = 5e-4
   config.optimizer.schedule = "cosine"
-  config.optimizer.warmup_steps = 2 * (50_000 // 128)
+  config.optimizer.warmup_epochs = 2
   config.batch_size = 128
   config.num_epochs = 60
   return config

@@ -14,16 +14,18 @@ import sys
 from absl import app, flags
 
 from cnn_jax import benchmark
+from cnn_jax.data import DATASETS
 from cnn_jax.console import show_progress
 from cnn_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "features_vs_learned", "Suite to run (see --list).")
-flags.DEFINE_string("dataset", "digits", "Data set: digits, fashion_mnist or mnist.")
+flags.DEFINE_string("dataset", "digits", "Data set: " + ", ".join(DATASETS.names()) + ".")
 flags.DEFINE_integer("seeds", 3, "Number of seeds (0 .. seeds-1).")
 flags.DEFINE_string("workdir", None, "Output folder (default: workdirs/<suite>_<dataset>).")
 flags.DEFINE_string("data_dir", None, "Where raw data files are looked for.")
 flags.DEFINE_string("tfds_dir", None, "TFDS data dir for prepared data sets.")
+flags.DEFINE_bool("download", False, "Let TFDS download and prepare a data set (needs network).")
 flags.DEFINE_bool("list", False, "List experiments and suites, then exit.")
 
 
@@ -35,7 +37,7 @@ def list_registry() -> str:
   lines.append("Suites:")
   for name, members in sorted(benchmark.SUITES.items()):
     lines.append(f"  {name:<20} {', '.join(members)}")
-  lines.append(f"Data sets: {', '.join(benchmark.DATASETS)}")
+  lines.append(f"Data sets: {', '.join(DATASETS.names())}")
   return "\n".join(lines)
 
 
@@ -50,7 +52,7 @@ def main(argv):
   try:
     benchmark.run_suite(
         FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
-        data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir,
+        data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
     )
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -13,7 +13,7 @@ import pytest
 from bench_tiny import SUITE, register
 from conftest import REPO
 
-from cnn_jax import benchmark
+from cnn_jax import benchmark, data
 from cnn_jax.benchmark import tables
 from cnn_jax.errors import ConfigError
 
@@ -103,7 +103,7 @@ def test_killed_suite_resumes_without_redoing_finished_runs(first_run, tmp_path)
 def test_unknown_suite_and_dataset_list_valid_ones(tmp_path):
   with pytest.raises(ConfigError, match="Unknown suite 'feature_vs_learned'. Valid suites: .*features_vs_learned"):
     benchmark.run_suite("feature_vs_learned", "digits", 1, tmp_path)
-  with pytest.raises(ConfigError, match="Unknown data set 'cifar'. Valid data sets: digits, fashion_mnist, mnist"):
+  with pytest.raises(ConfigError, match="Unknown data set 'cifar'. Known data sets: cifar10, digits, fashion_mnist, mnist"):
     benchmark.run_suite("features_vs_learned", "cifar", 1, tmp_path)
   r = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", "--suite=nope", f"--workdir={tmp_path / 'x'}"],
@@ -130,6 +130,7 @@ def test_anchor_and_formatting_for_fashion_mnist():
   prov = {"git_commit": "x", "git_dirty": False, "device_count": 1, "device_kind": "cpu",
           "platform": "cpu", "seeds": [0, 1], "python": "3", "packages": {}, "config_hashes": {},
           "created": "t"}
-  md = tables.render_markdown(tables.build_table("s", "fashion_mnist", exps, records, prov))
+  info = data.DATASETS.get("fashion_mnist")
+  md = tables.render_markdown(tables.build_table("s", info, exps, records, prov))
   assert "| hog_svm | HOG + RBF SVM (C=10; <= 20k train) | engineered | 1,296 features | 1.0 | 0.9200 | 1 (seed-independent) | 0.926 (HOG + SVM) |" in md
   assert "| 0.9200 ± 0.0141 | 2 | 0.916 (2 conv + pooling (TensorFlow tutorial)) |" in md

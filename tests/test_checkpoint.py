@@ -16,7 +16,8 @@ from conftest import REPO
 from configs import lenet5_digits, simple_cnn_fashion_mnist
 
 from cnn_jax.errors import ConfigError
-from cnn_jax.train import read_metrics, train_and_evaluate
+from cnn_jax.run import Run
+from cnn_jax.train import train_and_evaluate
 
 # 2 epochs x 44 steps of LeNet-5 on digits, a checkpoint every 5 steps.
 OVERRIDES = {
@@ -112,7 +113,7 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step(tmp_path):
   assert step >= 10
   saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
   assert saved == [step]  # only the preemption checkpoint (periodic saving is off)
-  assert read_metrics(workdir)[-1]["step"] <= step
+  assert Run(workdir).read_metrics()[-1]["step"] <= step
 
 
 def _train_once(workdir: pathlib.Path, **overrides) -> dict:
@@ -176,6 +177,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_good_checkpoints(tmp_path):
   bad_step = int(str(e.value).split("at step ")[1].split(":")[0])
   steps = _steps(workdir)
   assert steps and max(steps) < bad_step  # nothing saved at or after the bad step
+  assert f"The last good checkpoint, step {max(steps)} in {workdir / 'checkpoints'}, is kept" in str(e.value)
   state = final_state(workdir)
   import jax
 

@@ -8,21 +8,21 @@ import tensorflow_datasets as tfds
 from conftest import needs_fashion_mnist
 
 from cnn_jax import data
-from cnn_jax.data import builders, idx
+from cnn_jax.data import datasets, idx
 
 
 def test_digits_split_is_fixed_stratified_80_20():
   from sklearn.datasets import load_digits
 
   d = load_digits()
-  split = builders.digits_split()
+  split = datasets.digits_split()
   train, test = split["train"], split["test"]
   assert len(train) == 1438 and len(test) == 359
   assert len(np.intersect1d(train, test)) == 0 and len(np.union1d(train, test)) == 1797
   for c in range(10):
     n_c = np.sum(d.target == c)
     assert np.sum(d.target[test] == c) == round(0.2 * n_c)
-  np.testing.assert_array_equal(builders.digits_split()["test"], test)  # fixed
+  np.testing.assert_array_equal(datasets.digits_split()["test"], test)  # fixed
 
 
 def test_digits_through_tfds_matches_sklearn():
@@ -34,7 +34,7 @@ def test_digits_through_tfds_matches_sklearn():
   # Every stored image maps back to its sklearn original (pixel v -> round(v*255/16)).
   originals = {
       np.round(d.images[i] * 255 / 16).astype(np.uint8).tobytes(): d.target[i]
-      for i in builders.digits_split()["test"]
+      for i in datasets.digits_split()["test"]
   }
   for img, label in zip(s.images, s.labels):
     assert originals[img[..., 0].tobytes()] == label
@@ -66,7 +66,7 @@ def test_missing_fashion_mnist_names_files_and_fix(only_dir, tmp_path):
     data.load_split("fashion_mnist", "train", data_dir=str(only_dir), tfds_dir=str(tmp_path / "t"))
   msg = str(e.value)
   assert "t10k-labels-idx1-ubyte.gz" in msg and "apt-get install dataset-fashion-mnist" in msg
-  assert not (tmp_path / "t" / "fashion_mnist_idx" / "1.0.0" / "dataset_info.json").exists()
+  assert not (tmp_path / "t" / "fashion_mnist_offline" / "1.0.0" / "dataset_info.json").exists()
 
 
 def _tiny_idx(path: pathlib.Path, payload: bytes) -> None:

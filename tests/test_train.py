@@ -10,33 +10,28 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from configs import lenet5_digits, simple_cnn_fashion_mnist
+from configs import simple_cnn_fashion_mnist
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import create_model
 from cnn_jax.train import steps
-from cnn_jax.train import create_optimizer, default_optimizer_config, read_metrics, train_and_evaluate
+from cnn_jax.run import Run
+from cnn_jax.train import create_optimizer, default_optimizer_config, train_and_evaluate
+from cnn_jax.train.config import load_config
 
 
 def tiny_digits_config(**overrides):
-  config = lenet5_digits.get_config()
-  config.num_epochs = 2
-  config.batch_size = 64
-  config.log_every_steps = 10
-  for k, v in overrides.items():
-    target = config
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return config
+  return load_config(
+      "configs/lenet5_digits.py",
+      {"num_epochs": 2, "batch_size": 64, "log_every_steps": 10, **overrides},
+  )
 
 
 def test_train_writes_config_metrics_and_summary(tmp_path):
   summary = train_and_evaluate(tiny_digits_config(), str(tmp_path))
   files = sorted(p.name for p in tmp_path.iterdir())
   assert files == ["checkpoints", "config.json", "metrics.jsonl", "summary.json"]
-  metrics = read_metrics(tmp_path)
+  metrics = Run(tmp_path).read_metrics()
   train = [m for m in metrics if m["split"] == "train"]
   test = [m for m in metrics if m["split"] == "test"]
   assert [m["epoch"] for m in test] == [1, 2]
@@ -85,8 +80,12 @@ def test_workdir_of_another_config_is_refused_untouched(tmp_path):
   train_and_evaluate(tiny_digits_config(num_epochs=1), str(tmp_path))
   tree = lambda: {str(p): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}  # noqa: E731
   before = tree()
-  with pytest.raises(ConfigError, match="different config \\(differs in: seed\\)"):
-    train_and_evaluate(tiny_digits_config(num_epochs=1, seed=5), str(tmp_path))
+  with pytest.raises(ConfigError, match="different config \\(optimizer.learning_rate: 0.002 -> 0.01, "
+                     "seed: 0 -> 5\\)"):
+    train_and_evaluate(
+        tiny_digits_config(num_epochs=1, seed=5, **{"optimizer.learning_rate": 0.01}),
+        str(tmp_path),
+    )
   assert tree() == before
 
 
@@ -98,7 +97,7 @@ def test_a_run_from_before_a_new_config_field_resumes_if_it_holds_its_default(tm
   path.write_text(json.dumps(old))
   summary = train_and_evaluate(tiny_digits_config(num_epochs=1), str(tmp_path))
   assert summary["steps"] == 1438 // 64
-  with pytest.raises(ConfigError, match="differs in: seed"):  # absent, and not the default
+  with pytest.raises(ConfigError, match=r"\(seed: 0 -> 5\)"):  # absent, and not the default
     train_and_evaluate(tiny_digits_config(num_epochs=1, seed=5), str(tmp_path))
 
 

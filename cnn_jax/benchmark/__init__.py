@@ -1,7 +1,6 @@
 """Experiment registry and reproducible benchmark tables (engineered vs learned features)."""
 
 from cnn_jax.benchmark.registry import (
-    DATASETS,
     EXPERIMENTS,
     KINDS,
     SUITES,
@@ -14,7 +13,6 @@ from cnn_jax.benchmark.runner import run_suite
 from cnn_jax.benchmark.tables import load_table, render_markdown, strip_timing
 
 __all__ = [
-    "DATASETS",
     "EXPERIMENTS",
     "KINDS",
     "SUITES",

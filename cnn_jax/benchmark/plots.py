@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cnn_jax.train import read_metrics  # noqa: E402
+from cnn_jax.run import Run  # noqa: E402
 
 KIND_COLOURS = {
     "engineered": "tab:blue", "random": "tab:gray", "unsupervised": "tab:green",
@@ -47,7 +47,7 @@ def learning_curves(runs: dict[str, pathlib.Path], path: pathlib.Path) -> None:
     return
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
   for label, workdir in runs.items():
-    metrics = read_metrics(workdir)
+    metrics = Run(workdir).read_metrics()
     train = [m for m in metrics if m["split"] == "train"]
     test = [m for m in metrics if m["split"] == "test"]
     left.plot([m["step"] for m in train], [m["loss"] for m in train], label=label, lw=1)

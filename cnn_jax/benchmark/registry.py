@@ -1,10 +1,15 @@
 """The experiment registry: a name bound to a complete config, and suites of names.
 
 An experiment turns (data set, seed) into one `ConfigDict` that says everything
-about the run: the representation (a feature extractor and its parameters, or a
-model trained end to end with its recipe), the probe, and the seed. The
-config's hash goes into every result, so a table row can be traced to exactly
-what produced it.
+about the run, with nothing restated from elsewhere:
+  * a probe experiment names a feature extractor and a probe; their parameters
+    are the data set's suggested ones (`DatasetInfo.feature_params`) over the
+    extractor's and the probe's own defaults (their signatures), plus the
+    experiment's overrides;
+  * a training experiment names a config file in `configs/` (the recipe a user
+    runs with `experiments.main`) plus optional overrides.
+The config's hash goes into every result, so a table row can be traced to
+exactly what produced it.
 
 Kinds (the table's `kind` column and the plot colours):
   engineered   - features designed by hand (raw pixels, HOG, LBP, Gabor);
@@ -17,15 +22,19 @@ Kinds (the table's `kind` column and the plot colours):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Mapping
 
 import ml_collections
 
+from cnn_jax import anchors
+from cnn_jax.data import datasets
 from cnn_jax.errors import ConfigError
+from cnn_jax.features import EXTRACTORS
+from cnn_jax.probe import PROBES
 from cnn_jax.registry import Registry
+from cnn_jax.train.config import load_config, recipe_path
 
 KINDS = ("engineered", "random", "unsupervised", "learned")
-DATASETS = ("digits", "fashion_mnist", "mnist")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +44,16 @@ class Experiment:
   Attributes:
     name: registry name, e.g. "hog_svm".
     kind: one of KINDS.
-    representation: short human description, e.g. "HOG 9x(4x4)/2x2, L2-Hys".
-    runner: "probe" (features + probe) or "train" (end-to-end training).
-    build: (dataset, seed) -> the full config of the run.
-    anchors: dataset -> key into `cnn_jax.anchors` tables, for the published number.
+    representation: short human description, e.g. "HOG, 9 orientations, L2-Hys".
+    features: probe experiments: the extractor's name and parameter overrides.
+    probe: probe experiments: the probe's name and setting overrides.
+    recipe: training experiments: a config file, `{dataset}` standing for the data
+      set's name (e.g. "configs/lenet5_{dataset}.py").
+    fallback_recipe: the config file for data sets without a recipe of their own
+      (its `data.name` is replaced by the data set's).
+    overrides: training experiments: dotted config fields -> values.
+    anchor: the method key of the published result this row is compared with
+      (default for probe experiments: the one of its (features, probe) pair).
     uses_seed: False when the result cannot depend on the seed (a deterministic
       extractor and probe): it is run once and reported as such.
     needs: the experiment whose trained model this one reads (frozen features).
@@ -47,20 +62,64 @@ class Experiment:
   name: str
   kind: str
   representation: str
-  runner: str
-  build: Callable[[str, int], ml_collections.ConfigDict]
-  anchors: dict[str, str] = dataclasses.field(default_factory=dict)
+  features: Mapping[str, Any] | None = None
+  probe: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"name": "linear"})
+  recipe: str | None = None
+  fallback_recipe: str | None = None
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  anchor: str | None = None
   uses_seed: bool = True
   needs: str | None = None
 
+  @property
+  def runner(self) -> str:
+    return "train" if self.recipe else "probe"
+
+  @property
+  def method(self) -> str | None:
+    """The anchor's method key."""
+    if self.anchor or self.recipe:
+      return self.anchor
+    return anchors.METHOD.get((self.features["name"], self.probe["name"]))
+
   def config(self, dataset: str, seed: int) -> ml_collections.ConfigDict:
-    if dataset not in DATASETS:
-      raise ConfigError(f"Unknown data set {dataset!r}. Valid data sets: {', '.join(DATASETS)}.")
-    config = self.build(dataset, seed)
+    info = datasets.get(dataset)
+    if self.runner == "train":
+      body = {"train": self._train_config(info, seed)}
+    else:
+      body = self._probe_config(info, seed)
+    config = ml_collections.ConfigDict(body)
     config.experiment = self.name
     config.dataset = dataset
     config.seed = seed
     return config
+
+  def _train_config(self, info: datasets.DatasetInfo, seed: int) -> ml_collections.ConfigDict:
+    path = recipe_path(self.recipe.format(dataset=info.name))
+    overrides = dict(self.overrides)
+    if not path.is_file():
+      if not self.fallback_recipe:
+        raise ConfigError(
+            f"Experiment {self.name!r} has no recipe for data set {info.name!r}: add {path}."
+        )
+      path = recipe_path(self.fallback_recipe)
+      overrides = {"data.name": info.name, **overrides}
+    return load_config(path, {**overrides, "seed": seed})
+
+  def _probe_config(self, info: datasets.DatasetInfo, seed: int) -> dict[str, Any]:
+    fname = self.features["name"]
+    features = {
+        **EXTRACTORS.params(fname), **info.features(fname),
+        **{k: v for k, v in self.features.items() if k != "name"},
+    }
+    if "seed" in features:
+      features["seed"] = seed
+    pname = self.probe["name"]
+    probe = {**PROBES.params(pname), **{k: v for k, v in self.probe.items() if k != "name"}}
+    probe["seed"] = seed
+    # Only settings a config can hold (in-memory arguments such as `model` default to None).
+    features = {k: v for k, v in features.items() if v is not None}
+    return {"features": {"name": fname, **features}, "probe": {"name": pname, **probe}}
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
@@ -70,6 +129,8 @@ SUITES: dict[str, tuple[str, ...]] = {}
 def register(experiment: Experiment) -> Experiment:
   if experiment.kind not in KINDS:
     raise ValueError(f"kind must be one of {KINDS}, got {experiment.kind!r}.")
+  if (experiment.features is None) == (experiment.recipe is None):
+    raise ValueError(f"Experiment {experiment.name!r}: give either features or a recipe.")
   EXPERIMENTS.register(experiment.name)(experiment)
   return experiment
 
@@ -84,8 +145,3 @@ def suite(name: str) -> list[Experiment]:
   if name not in SUITES:
     raise ConfigError(f"Unknown suite {name!r}. Valid suites: {', '.join(sorted(SUITES))}.")
   return [EXPERIMENTS.get(e) for e in SUITES[name]]
-
-
-def check_dataset(name: str) -> None:
-  if name not in DATASETS:
-    raise ConfigError(f"Unknown data set {name!r}. Valid data sets: {', '.join(DATASETS)}.")

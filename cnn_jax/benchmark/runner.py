@@ -15,21 +15,20 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-import time
 from typing import Any
 
 from absl import logging
 
 from cnn_jax import data as data_lib
-from cnn_jax import features as features_lib
 from cnn_jax import probe as probe_lib
 from cnn_jax.benchmark import experiments as _experiments  # noqa: F401  (registers them)
 from cnn_jax.benchmark import plots, tables
 from cnn_jax.benchmark.provenance import config_hash, git_state, provenance
-from cnn_jax.benchmark.registry import Experiment, check_dataset, suite
+from cnn_jax.benchmark.registry import Experiment, suite
+from cnn_jax.data import datasets
 from cnn_jax.errors import ConfigError
-from cnn_jax.train import read_metrics, train_and_evaluate
-from cnn_jax.train.metrics import write_json_atomic
+from cnn_jax.run import Run, write_json_atomic, write_jsonl_atomic
+from cnn_jax.train import train_and_evaluate
 
 
 def run_dir(workdir: pathlib.Path, experiment: str, seed: int) -> pathlib.Path:
@@ -38,23 +37,10 @@ def run_dir(workdir: pathlib.Path, experiment: str, seed: int) -> pathlib.Path:
 
 def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
   train, test = splits()
-  fcfg = config.features.to_dict()
+  features = config.features.to_dict()
   if exp.needs:
-    fcfg["workdir"] = str(run_dir(workdir, exp.needs, config.seed) / "train")
-  start = time.perf_counter()
-  fn = features_lib.make_extractor(
-      fcfg, image_shape=train.images.shape[1:], train_images=train.images
-  )
-  ftr = features_lib.apply_in_batches(fn, train.images)
-  fte = features_lib.apply_in_batches(fn, test.images)
-  extract_time = time.perf_counter() - start
-  p = {k: v for k, v in config.probe.to_dict().items() if k != "name"}
-  if config.probe.name == "linear":
-    result = probe_lib.linear_probe(ftr, train.labels, fte, test.labels, extract_time_s=extract_time, **p)
-  elif config.probe.name == "svm":
-    result = probe_lib.svm_probe(ftr, train.labels, fte, test.labels, extract_time_s=extract_time, **p)
-  else:
-    raise ConfigError(f"Unknown probe {config.probe.name!r}. Known probes: linear, svm.")
+    features["workdir"] = str(run_dir(workdir, exp.needs, config.seed) / "train")
+  result = probe_lib.probe_features(features, config.probe.to_dict(), train, test)
   return {
       "test_accuracy": result.test_acc, "train_accuracy": result.train_acc,
       "size": result.dim, "size_unit": "features",
@@ -65,9 +51,9 @@ def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
 
 def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
   del splits
-  train_dir = run_dir(workdir, exp.name, config.seed) / "train"
-  summary = train_and_evaluate(config.train, str(train_dir))
-  last_train = [r for r in read_metrics(train_dir) if r["split"] == "train"][-1]
+  run = Run(run_dir(workdir, exp.name, config.seed) / "train")
+  summary = train_and_evaluate(config.train, str(run.path))
+  last_train = [r for r in run.read_metrics() if r["split"] == "train"][-1]
   return {
       "test_accuracy": summary["test_accuracy"], "train_accuracy": last_train["accuracy"],
       "size": summary["num_params"], "size_unit": "params",
@@ -95,21 +81,29 @@ def run_suite(
     *,
     data_dir: str | None = None,
     tfds_dir: str | None = None,
+    download: bool = False,
 ) -> dict[str, Any]:
-  """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table."""
+  """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table.
+
+  Bad names and missing data are reported before the workdir is created.
+  """
+  git = git_state()  # the code this invocation runs, before anything else can change it
   experiments = suite(suite_name)
-  check_dataset(dataset)
+  info = datasets.get(dataset)
   if num_seeds < 1:
     raise ConfigError(f"--seeds must be at least 1, got {num_seeds}.")
   seeds = list(range(num_seeds))
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  git = git_state()  # the code this invocation runs, before anything else can change it
 
   @functools.cache
   def splits():
-    load = functools.partial(data_lib.load_split, dataset, data_dir=data_dir, tfds_dir=tfds_dir)
+    load = functools.partial(
+        data_lib.load_split, info.name, data_dir=data_dir, tfds_dir=tfds_dir, download=download
+    )
     return load("train"), load("test")
+
+  splits()  # missing or unprepared data fail here, before anything is written
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
 
   records, hashes = [], {}
   todo = plan(experiments, seeds)
@@ -135,10 +129,8 @@ def run_suite(
         "[%d/%d] %s seed %d: test accuracy %.4f (%.1f s).", i + 1, len(todo), exp.name, seed,
         result["test_accuracy"], result["time_s"],
     )
-  tmp = workdir / "results.jsonl.tmp"
-  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-  tmp.replace(workdir / "results.jsonl")
-  table = tables.build_table(suite_name, dataset, experiments, records, provenance(seeds, hashes, git))
+  write_jsonl_atomic(workdir / "results.jsonl", records)
+  table = tables.build_table(suite_name, info, experiments, records, provenance(seeds, hashes, git))
   tables.write_tables(table, workdir)
   plots.accuracy_vs_time(table, workdir / "accuracy_vs_time.png")
   plots.learning_curves(

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from cnn_jax import anchors as anchors_lib
 from cnn_jax.benchmark.registry import Experiment
-from cnn_jax.train.metrics import write_json_atomic
+from cnn_jax.data.datasets import DatasetInfo
+from cnn_jax.run import write_json_atomic, write_text_atomic
 
 # Columns that hold wall-clock measurements (they vary run to run; all else is reproducible).
 TIMING_COLUMNS = ("time (s)",)
@@ -22,14 +22,9 @@ COLUMNS = (
 )
 
 
-def _anchor(exp: Experiment, dataset: str) -> tuple[str, float] | None:
-  key = exp.anchors.get(dataset)
-  return anchors_lib.BY_DATASET.get(dataset, {}).get(key) if key else None
-
-
 def build_table(
-    suite: str, dataset: str, experiments: list[Experiment], records: list[dict[str, Any]],
-    prov: dict[str, Any],
+    suite: str, dataset: DatasetInfo, experiments: list[Experiment],
+    records: list[dict[str, Any]], prov: dict[str, Any],
 ) -> dict[str, Any]:
   rows = []
   for exp in experiments:
@@ -37,7 +32,7 @@ def build_table(
     if not rs:
       continue
     acc = np.array([r["test_accuracy"] for r in rs])
-    anchor = _anchor(exp, dataset)
+    anchor = dataset.anchors.get(exp.method)
     rows.append({
         "experiment": exp.name,
         "representation": exp.representation,
@@ -53,7 +48,10 @@ def build_table(
         "anchor": anchor[0] if anchor else None,
         "anchor_accuracy": anchor[1] if anchor else None,
     })
-  return {"suite": suite, "dataset": dataset, "rows": rows, "provenance": prov}
+  return {
+      "suite": suite, "dataset": dataset.name, "note": dataset.note, "rows": rows,
+      "provenance": prov,
+  }
 
 
 def _cells(row: dict[str, Any]) -> dict[str, str]:
@@ -93,11 +91,8 @@ def render_markdown(table: dict[str, Any]) -> str:
       "Test accuracy: mean ± sample std over seeds. Time: feature extraction + probe fit, or "
       "end-to-end training, mean over seeds (wall clock).",
   ]
-  if table["dataset"] == "digits":
-    lines.append(
-        "Digits anchors use scikit-learn's half/half split; this table uses the fixed "
-        "stratified 80/20 split (cnn_jax/data/builders.py)."
-    )
+  if table.get("note"):
+    lines.append(table["note"])
   lines += [
       "",
       "## Provenance",
@@ -128,10 +123,8 @@ def render_csv(table: dict[str, Any]) -> str:
 
 
 def write_tables(table: dict[str, Any], workdir: pathlib.Path) -> None:
-  for name, text in (("table.md", render_markdown(table)), ("table.csv", render_csv(table))):
-    tmp = workdir / f".{name}.tmp"
-    tmp.write_text(text)
-    tmp.replace(workdir / name)
+  write_text_atomic(workdir / "table.md", render_markdown(table))
+  write_text_atomic(workdir / "table.csv", render_csv(table))
   write_json_atomic(workdir / "table.json", table)
 
 

@@ -1,8 +1,8 @@
-"""Data: any TFDS data set by name, plus offline `digits` and `fashion_mnist` builders."""
+"""Data: registered data set descriptions (offline or TFDS), loading by name, batching."""
 
+from cnn_jax.data.datasets import DATASETS, DatasetInfo, register
 from cnn_jax.data.idx import DataError
 from cnn_jax.data.loader import (
-    LOCAL_DATASETS,
     Split,
     UnknownDatasetError,
     dataset_builder,
@@ -17,8 +17,9 @@ from cnn_jax.data.pipeline import (
 )
 
 __all__ = [
-    "LOCAL_DATASETS",
+    "DATASETS",
     "DataError",
+    "DatasetInfo",
     "Normalization",
     "Split",
     "UnknownDatasetError",
@@ -27,5 +28,6 @@ __all__ = [
     "epoch_permutation",
     "iterate_batches",
     "load_split",
+    "register",
     "tfds_data_dir",
 ]

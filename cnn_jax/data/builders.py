@@ -1,112 +1,77 @@
-"""TFDS builders for the two data sets that work offline.
+"""One TFDS builder for every offline data set (a `DatasetInfo` with a `load` function).
 
-Both write array_record files with `Tensor` features, so preparing and reading
-them needs no TensorFlow. They are prepared once into the TFDS data dir and
-read back through `tfds.data_source` like any other TFDS data set.
-
-* `digits`: scikit-learn's 1,797 8x8 handwritten digits (UCI optdigits test
-  set), pixel values 0..16 stored as uint8 `round(v * 255 / 16)` (injective, so
-  nothing is lost). Split: a fixed stratified 80/20 split - for each class, the
-  indices of that class are permuted by `numpy.random.default_rng(0)` (classes in
-  order 0..9, one generator) and the first `round(0.2 * n_class)` go to `test`.
-  That gives 1,438 train / 359 test images. The split never depends on the
-  experiment's seed.
-* `fashion_mnist_idx`: the real Fashion-MNIST, 60,000 train / 10,000 test
-  28x28 images, from the four verified IDX files (`cnn_jax.data.idx`).
+It writes array_record files with `Tensor` features, so preparing and reading
+needs no TensorFlow; the prepared data are then read back through
+`tfds.data_source` like any other TFDS data set. TFDS stores the examples in
+the order of their hashed keys: the keys are the positions in the arrays that
+`load` returns, or the ids it returns as a third array (digits keeps its
+original indices, so its stored order never changes).
 """
 
 from __future__ import annotations
 
+import functools
+import types
+
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cnn_jax.data import idx
-
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-DIGITS_SPLIT_SEED = 0
-DIGITS_TEST_FRACTION = 0.2
+from cnn_jax.data.datasets import DatasetInfo
 
 
-def digits_split() -> dict[str, np.ndarray]:
-  """The fixed, stratified 80/20 split of scikit-learn's digits: split -> indices."""
-  from sklearn.datasets import load_digits
-
-  labels = load_digits().target
-  rng = np.random.default_rng(DIGITS_SPLIT_SEED)
-  train, test = [], []
-  for c in range(10):
-    members = rng.permutation(np.flatnonzero(labels == c))
-    n_test = int(round(DIGITS_TEST_FRACTION * len(members)))
-    test.append(members[:n_test])
-    train.append(members[n_test:])
-  return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+def builder_name(info: DatasetInfo) -> str:
+  """The prepared folder's name: the data set's own, unless TFDS has one of that name."""
+  return f"{info.name}_offline" if info.tfds_name == info.name else info.name
 
 
-def _image_features(shape: tuple[int, int, int], num_classes: int, names=None):
-  label = (
-      tfds.features.ClassLabel(names=list(names))
-      if names
-      else tfds.features.ClassLabel(num_classes=num_classes)
-  )
-  return tfds.features.FeaturesDict(
-      {"image": tfds.features.Tensor(shape=shape, dtype=np.uint8), "label": label}
-  )
+class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Prepares `self.dataset` (a DatasetInfo) from its `load` function."""
 
+  dataset: DatasetInfo
 
-class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """scikit-learn's 8x8 digits with a fixed stratified 80/20 split."""
-
-  name = "digits"
-  VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=_image_features((8, 8, 1), 10),
-        supervised_keys=("image", "label"),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {split: self._generate_examples(split) for split in ("train", "test")}
-
-  def _generate_examples(self, split: str):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * 255.0 / 16.0).astype(np.uint8)[..., None]
-    for i in digits_split()[split]:
-      yield int(i), {"image": images[i], "label": int(digits.target[i])}
-
-
-class FashionMnistIdx(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Fashion-MNIST built from its four verified IDX files (no download)."""
-
-  name = "fashion_mnist_idx"
-  VERSION = tfds.core.Version("1.0.0")
-  BUILDER_CONFIGS = []
-
-  def __init__(self, *, idx_dir: str | None = None, **kwargs):
-    self._idx_dir = idx_dir
+  def __init__(self, *, raw_dir: str | None = None, **kwargs):
+    self._raw_dir = raw_dir
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
+    d = self.dataset
+    names = d.class_names
+    label = (
+        tfds.features.ClassLabel(names=list(names))
+        if names
+        else tfds.features.ClassLabel(num_classes=d.num_classes)
+    )
     return tfds.core.DatasetInfo(
         builder=self,
-        description=__doc__,
-        features=_image_features((28, 28, 1), 10, FASHION_MNIST_CLASSES),
+        description=f"{d.name} (cnn_jax offline data set)",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=tuple(d.image_shape), dtype=np.uint8),
+            "label": label,
+        }),
         supervised_keys=("image", "label"),
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    arrays = idx.load_fashion_mnist_idx(self._idx_dir)
-    return {split: self._generate_examples(*arrays[split]) for split in ("train", "test")}
+    return {split: self._generate_examples(split) for split in self.dataset.splits}
 
-  def _generate_examples(self, images: np.ndarray, labels: np.ndarray):
-    for i in range(len(labels)):
-      yield i, {"image": images[i], "label": int(labels[i])}
+  def _generate_examples(self, split: str):
+    arrays = self.dataset.load(split, self._raw_dir)
+    images, labels = np.asarray(arrays[0]), np.asarray(arrays[1])
+    keys = arrays[2] if len(arrays) > 2 else range(len(labels))
+    if images.ndim == 3:
+      images = images[..., None]
+    for key, image, label in zip(keys, images, labels):
+      yield int(key), {"image": image, "label": int(label)}
+
+
+@functools.cache
+def builder_class(info: DatasetInfo) -> type[OfflineBuilder]:
+  """A TFDS builder class for `info` (one per data set: TFDS keys builders by class)."""
+  def body(ns):
+    ns.update(name=builder_name(info), VERSION=tfds.core.Version(info.version), dataset=info,
+              __module__=__name__)
+
+  return types.new_class(
+      f"Offline_{info.name}", (OfflineBuilder,), {"skip_registration": True}, body
+  )

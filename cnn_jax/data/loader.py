@@ -1,8 +1,9 @@
-"""Any TFDS data set by name, as arrays: `load_split("fashion_mnist", "train")`.
+"""Any data set by name, as arrays: `load_split("fashion_mnist", "train")`.
 
-`digits` and `fashion_mnist` have builders of their own that work offline
-(`cnn_jax.data.builders`); every other name goes to TFDS's registry and is read
-through `tfds.data_source` (array_record files, no TensorFlow needed to read).
+Registered data sets with a `load` function (`cnn_jax.data.datasets`: digits,
+Fashion-MNIST) are prepared offline by `cnn_jax.data.builders`; every other name
+goes to TFDS's registry. Either way the split is read through
+`tfds.data_source` (array_record files, no TensorFlow needed to read).
 """
 
 from __future__ import annotations
@@ -17,12 +18,9 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cnn_jax.data import builders
+from cnn_jax.data import builders, datasets
 from cnn_jax.data.idx import DataError
 from cnn_jax.errors import ConfigError
-
-# Names served by this package's own offline builders.
-LOCAL_DATASETS = {"digits": builders.Digits, "fashion_mnist": builders.FashionMnistIdx}
 
 
 class UnknownDatasetError(ConfigError):
@@ -72,21 +70,22 @@ def dataset_builder(
   """Returns a prepared TFDS builder for `name`.
 
   Args:
-    name: `digits`, `fashion_mnist`, or any TFDS name (`mnist`, `cifar10`, ...).
+    name: a registered data set (`cnn_jax.data.DATASETS`) or any TFDS name.
     data_dir: where raw files are looked for (Fashion-MNIST's IDX files).
     tfds_dir: the TFDS data dir holding prepared data sets.
     download: let TFDS download and prepare a registered data set that is not
       prepared yet (needs network, and TensorFlow for image data sets).
   """
   root = tfds_data_dir(tfds_dir)
-  if name == "fashion_mnist" and (root / "fashion_mnist").is_dir():
-    official = tfds.builder("fashion_mnist", data_dir=str(root))
-    if official.is_prepared() and official.info.file_format.value == "array_record":
-      return official
-  if name in LOCAL_DATASETS:
-    kwargs = {"idx_dir": data_dir} if name == "fashion_mnist" else {}
+  info = datasets.DATASETS.get(name) if name in datasets.DATASETS else None
+  if info and info.offline:
+    if info.tfds_name and (root / info.tfds_name).is_dir():  # TFDS's own copy, if prepared
+      official = tfds.builder(info.tfds_name, data_dir=str(root))
+      if official.is_prepared() and official.info.file_format.value == "array_record":
+        return official
     make = functools.partial(
-        LOCAL_DATASETS[name], data_dir=str(root), file_format="array_record", **kwargs
+        builders.builder_class(info), data_dir=str(root), file_format="array_record",
+        raw_dir=data_dir,
     )
     builder = make()
     if not builder.is_prepared():
@@ -95,18 +94,22 @@ def dataset_builder(
         if not builder.is_prepared():
           builder.download_and_prepare()
     return builder
+  tfds_name = info.tfds_name if info and info.tfds_name else name
   try:
-    builder = tfds.builder(name, data_dir=str(root))
+    builder = tfds.builder(tfds_name, data_dir=str(root))
   except tfds.core.registered.DatasetNotFoundError:
+    offline = [n for n in datasets.DATASETS.names() if datasets.get(n).offline]
     raise UnknownDatasetError(
-        f"Unknown data set {name!r}. Offline data sets: {', '.join(sorted(LOCAL_DATASETS))}; "
+        f"Unknown data set {name!r}. Offline data sets: {', '.join(offline)}; "
         "any other name must be a TFDS data set (see https://www.tensorflow.org/datasets/catalog)."
     ) from None
   if not builder.is_prepared() and not download:
     raise DataError(
-        f"TFDS data set {name!r} is not prepared in {root}. On a machine with network access run "
-        f"`tfds build {name} --file_format=array_record --data_dir={root}` (image data sets need "
-        "`pip install tensorflow` to prepare), or pass --config.data.download=True."
+        f"TFDS data set {tfds_name!r} is not prepared in {root}. On a machine with network access "
+        f"run `tfds build {tfds_name} --file_format=array_record --data_dir={root}` (image data "
+        "sets need `pip install tensorflow` to prepare), or let TFDS download it: "
+        "--config.data.download=True (experiments.main) or --download (experiments.benchmark, "
+        "experiments.probe)."
     )
   if download:
     builder.download_and_prepare(file_format="array_record")

@@ -28,9 +28,14 @@ class Normalization:
   image_size: int | None = None
 
   @classmethod
+  def from_images(cls, images: np.ndarray, image_size: int | None = None) -> "Normalization":
+    """Mean and std of all pixels of `images` (uint8 `[N, H, W, C]`, the training split)."""
+    x = np.asarray(images).astype(np.float64) / 255.0
+    return cls(mean=float(x.mean()), std=float(x.std()) or 1.0, image_size=image_size or None)
+
+  @classmethod
   def from_split(cls, split: Split, image_size: int | None = None) -> "Normalization":
-    x = split.images.astype(np.float64) / 255.0
-    return cls(mean=float(x.mean()), std=float(x.std()) or 1.0, image_size=image_size)
+    return cls.from_images(split.images, image_size)
 
   def __call__(self, images: jax.Array, dtype=jnp.float32) -> jax.Array:
     """`[B, H, W, C]` uint8 -> `[B, S, S, C]` float (S = image_size or H)."""

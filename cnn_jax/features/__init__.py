@@ -11,13 +11,10 @@ from cnn_jax.features.base import (
     EXTRACTORS,
     FeatureFn,
     apply_in_batches,
-    default_config,
     extract,
-    extractor_params,
     make_extractor,
-    timed_extract,
 )
-from cnn_jax.features.cnn import cnn_features, load_trained_model, restore_variables
+from cnn_jax.features.cnn import cnn_features
 from cnn_jax.features.gabor import gabor_bank, gabor_features, gabor_kernel
 from cnn_jax.features.hog import hog_features, hog_output_dim
 from cnn_jax.features.lbp import lbp_codes, lbp_features
@@ -35,9 +32,7 @@ __all__ = [
     "KMeansModel",
     "apply_in_batches",
     "cnn_features",
-    "default_config",
     "extract",
-    "extractor_params",
     "fit_kmeans",
     "gabor_bank",
     "gabor_features",
@@ -47,10 +42,7 @@ __all__ = [
     "kmeans_features",
     "lbp_codes",
     "lbp_features",
-    "load_trained_model",
     "make_extractor",
     "random_conv_features",
     "raw_features",
-    "restore_variables",
-    "timed_extract",
 ]

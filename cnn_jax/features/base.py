@@ -13,8 +13,6 @@ the training split (k-means centroids, standardisation statistics).
 
 from __future__ import annotations
 
-import inspect
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -26,26 +24,10 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.registry import Registry
 
 FeatureFn = Callable[[jax.Array], jax.Array]
-EXTRACTORS: Registry[Callable[..., FeatureFn]] = Registry("feature extractor")
-
-# Builder arguments that are not parameters from the config.
-_CONTEXT = ("image_shape", "train_images")
-
-
-def extractor_params(name: str) -> dict[str, Any]:
-  """The parameters of extractor `name` with their defaults (what a config may set)."""
-  builder = EXTRACTORS.get(name)
-  return {
-      k: p.default
-      for k, p in inspect.signature(builder).parameters.items()
-      if k not in _CONTEXT and p.kind == p.KEYWORD_ONLY
-  }
-
-
-def default_config(name: str) -> ml_collections.ConfigDict:
-  """`ConfigDict(name=..., **defaults)` for extractor `name` (None defaults are omitted)."""
-  params = {k: v for k, v in extractor_params(name).items() if v is not None}
-  return ml_collections.ConfigDict({"name": name, **params})
+# Builder arguments supplied by the caller, not by the config.
+EXTRACTORS: Registry[Callable[..., FeatureFn]] = Registry(
+    "feature extractor", context=("image_shape", "train_images")
+)
 
 
 def _as_dict(config: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
@@ -64,7 +46,7 @@ def make_extractor(
   """Builds the extractor `config.name` with the other fields of `config` as parameters.
 
   Args:
-    config: `name` plus the extractor's parameters (see `extractor_params(name)`).
+    config: `name` plus the extractor's parameters (see `EXTRACTORS.params(name)`).
     image_shape: `(H, W, C)` of the images it will see.
     train_images: uint8 `[N, H, W, C]` training split, for extractors that fit
       something on it (`raw`, `kmeans`, `random_conv`, `cnn`).
@@ -81,13 +63,7 @@ def make_extractor(
     )
   builder = EXTRACTORS.get(name)
   params.update(extra)
-  known = extractor_params(name)
-  unknown = sorted(set(params) - set(known))
-  if unknown:
-    raise ConfigError(
-        f"Feature extractor {name!r} has no parameter(s) {', '.join(unknown)}. "
-        f"Its parameters are: {', '.join(sorted(known))}."
-    )
+  EXTRACTORS.check_params(name, params)
   if len(image_shape) != 3:
     raise ConfigError(f"image_shape must be (H, W, C), got {image_shape}.")
   params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
@@ -144,16 +120,6 @@ def extract(
       {"name": name, **params}, image_shape=images.shape[1:], train_images=train_images
   )
   return apply_in_batches(fn, images, batch_size)
-
-
-def timed_extract(
-    fn: FeatureFn, splits: Mapping[str, np.ndarray], batch_size: int = 1000
-) -> tuple[dict[str, np.ndarray], float]:
-  """`apply_in_batches` over several splits; returns the features and the wall time (s),
-  compile time included (it is part of what a user waits for)."""
-  start = time.perf_counter()
-  feats = {k: apply_in_batches(fn, v, batch_size) for k, v in splits.items()}
-  return feats, time.perf_counter() - start
 
 
 def require_train_images(name: str, train_images: np.ndarray | None) -> np.ndarray:

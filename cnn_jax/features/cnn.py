@@ -3,7 +3,7 @@
 Models sow named features into the `intermediates` collection (LeNet-5: C1, S2,
 C3, S4, C5, F6), so the probe reaches any layer without a second model
 definition. The model comes either from a training workdir (`config.json` plus
-the orbax checkpoints in `WORKDIR/checkpoints`, latest step) or from memory
+the latest checkpoint, read through `cnn_jax.run.Run`) or from memory
 (`model=..., variables=...`). Pixels are preprocessed exactly as in training:
 `Normalization` with the training split's mean/std and the config's image size.
 """
@@ -11,60 +11,16 @@ the orbax checkpoints in `WORKDIR/checkpoints`, latest step) or from memory
 from __future__ import annotations
 
 import functools
-import json
-import pathlib
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 
 from cnn_jax.data import Normalization
 from cnn_jax.errors import ConfigError
 from cnn_jax.features.base import EXTRACTORS, FeatureFn, require_train_images
-from cnn_jax.models import create_model
-
-
-def model_from_config(config: ml_collections.ConfigDict) -> nn.Module:
-  """The model a training config built (same keyword arguments as the train loop)."""
-  from cnn_jax.train.loop import model_kwargs  # the one place that maps config -> model
-
-  return create_model(config.model.name, **model_kwargs(config))
-
-
-def restore_variables(workdir: str | pathlib.Path) -> dict[str, Any]:
-  """`{"params", "batch_stats"}` of the latest checkpoint in `WORKDIR/checkpoints`."""
-  import orbax.checkpoint as ocp  # only needed here
-
-  directory = pathlib.Path(workdir).absolute() / "checkpoints"
-  if not directory.is_dir():
-    raise ConfigError(
-        f"No checkpoints in {directory}. Train the model first: python -m experiments.main "
-        f"--config=configs/<config>.py --workdir={workdir}"
-    )
-  manager = ocp.CheckpointManager(
-      directory, item_handlers={"state": ocp.StandardCheckpointHandler()}
-  )
-  step = manager.latest_step()
-  if step is None:
-    raise ConfigError(f"{directory} holds no finished checkpoint; train (or resume) the run.")
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored["state"]
-  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
-
-
-def load_trained_model(workdir: str | pathlib.Path):
-  """(model, variables, config) of the run in `workdir`."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.is_file():
-    raise ConfigError(
-        f"{path} not found: --workdir must be a training run of experiments.main."
-    )
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  return model_from_config(config), restore_variables(workdir), config
+from cnn_jax.run import Run
 
 
 def layer_shapes(model: nn.Module, variables: dict[str, Any], input_shape) -> dict[str, tuple]:
@@ -102,16 +58,14 @@ def build_cnn(
   `image_size` (in-memory models only; a workdir's config sets it) resizes as in training.
   """
   if workdir:
-    model, variables, config = load_trained_model(workdir)
+    model, variables, config = Run(workdir).load_model()
     image_size = int(config.data.get("image_size", 0) or 0)
   elif model is None or variables is None:
     raise ConfigError(
         "The cnn extractor needs --workdir (a trained run of experiments.main) or an in-memory "
         "model and variables."
     )
-  train = require_train_images("cnn", train_images)
-  x = train.astype(np.float64) / 255.0
-  normalize = Normalization(float(x.mean()), float(x.std()) or 1.0, image_size or None)
+  normalize = Normalization.from_images(require_train_images("cnn", train_images), image_size)
   size = image_size or image_shape[0]
   shapes = layer_shapes(model, variables, (size, size, image_shape[2]))
   if layer not in shapes:

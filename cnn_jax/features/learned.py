@@ -10,14 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.data.pipeline import Normalization
 from cnn_jax.errors import ConfigError
 from cnn_jax.features.base import EXTRACTORS, FeatureFn, require_train_images, to_float
 
 
 # ----------------------------------------------------------------------------- raw pixels
-def raw_features(images: jax.Array, *, mean: float = 0.0, std: float = 1.0) -> jax.Array:
+def raw_features(
+    images: jax.Array, *, normalize: Normalization = Normalization(0.0, 1.0)
+) -> jax.Array:
   """`[B, H, W, C]` -> `[B, H W C]`: `(pixel / 255 - mean) / std`."""
-  x = (to_float(images) / 255.0 - mean) / std
+  x = normalize(images)
   return x.reshape(x.shape[0], -1)
 
 
@@ -27,16 +30,16 @@ def build_raw(*, image_shape, train_images=None, standardize: bool = True) -> Fe
   del image_shape
   if not standardize:
     return raw_features
-  x = require_train_images("raw", train_images).astype(np.float64) / 255.0
-  return functools.partial(raw_features, mean=float(x.mean()), std=float(x.std()) or 1.0)
+  train = require_train_images("raw", train_images)
+  return functools.partial(raw_features, normalize=Normalization.from_images(train))
 
 
 # ------------------------------------------------------------------- random conv features
 def random_conv_features(
-    images: jax.Array, *, kernel: jax.Array, mean: float, std: float, pool: int, pool_type: str
+    images: jax.Array, *, kernel: jax.Array, normalize: Normalization, pool: int, pool_type: str
 ) -> jax.Array:
   """Fixed conv ('SAME') -> ReLU -> `pool`x`pool` pooling (stride `pool`), flattened."""
-  x = (to_float(images) / 255.0 - mean) / std
+  x = normalize(images)
   y = jax.lax.conv_general_dilated(
       x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
   )
@@ -74,9 +77,9 @@ def build_random_conv(
   k = jax.random.normal(jax.random.key(seed), (kernel_size, kernel_size, c, features))
   k = k - k.mean(axis=(0, 1, 2), keepdims=True)
   k = k / jnp.linalg.norm(k.reshape(-1, features), axis=0)
-  x = require_train_images("random_conv", train_images).astype(np.float64) / 255.0
+  train = require_train_images("random_conv", train_images)
   return functools.partial(
-      random_conv_features, kernel=k, mean=float(x.mean()), std=float(x.std()) or 1.0,
+      random_conv_features, kernel=k, normalize=Normalization.from_images(train),
       pool=pool, pool_type=pool_type,
   )
 

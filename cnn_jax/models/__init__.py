@@ -39,4 +39,17 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
   return cls(**kwargs)
 
 
-__all__ = ["MODELS", "create_model"]
+def model_from_config(config, *, axis_name: str | None = None) -> nn.Module:
+  """The model a training config describes: `config.model` (name + options), `config.dtype`.
+
+  `axis_name`: the pmap axis BatchNorm averages its statistics over (models
+  without BatchNorm ignore it).
+  """
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  kwargs["dtype"] = config.dtype
+  if axis_name and "axis_name" in inspect.signature(MODELS.get(config.model.name)).parameters:
+    kwargs["axis_name"] = axis_name
+  return create_model(config.model.name, **kwargs)
+
+
+__all__ = ["MODELS", "create_model", "model_from_config"]

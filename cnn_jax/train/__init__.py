@@ -1,7 +1,6 @@
 """Training: the train state, the jit steps, optimisers, metrics files, and the loop."""
 
 from cnn_jax.train.loop import setup, train_and_evaluate
-from cnn_jax.train.metrics import read_metrics
 from cnn_jax.train.optim import OPTIMIZERS, SCHEDULES, create_optimizer, default_optimizer_config
 from cnn_jax.train.steps import TrainState, create_train_state, cross_entropy_loss
 
@@ -13,7 +12,6 @@ __all__ = [
     "create_train_state",
     "cross_entropy_loss",
     "default_optimizer_config",
-    "read_metrics",
     "setup",
     "train_and_evaluate",
 ]

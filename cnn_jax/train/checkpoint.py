@@ -15,7 +15,6 @@ checkpoint that cannot be read (truncated or missing files) is moved to
 
 from __future__ import annotations
 
-import pathlib
 import shutil
 import time
 from typing import Any
@@ -27,6 +26,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from cnn_jax.errors import ConfigError
+from cnn_jax.run import Run
 from cnn_jax.train.steps import TrainState
 
 
@@ -62,23 +62,18 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 class Checkpointer:
   """Saves every `every_steps` steps (and on demand), keeps the last `keep`."""
 
-  def __init__(self, workdir: pathlib.Path, *, every_steps: int, keep: int):
-    self.directory = workdir / "checkpoints"
-    self.corrupt_dir = workdir / "checkpoints_corrupt"
+  def __init__(self, run: Run, *, every_steps: int, keep: int):
+    self.directory = run.checkpoint_dir
+    self.corrupt_dir = run.corrupt_dir
     self.every_steps = every_steps
-    self._manager = ocp.CheckpointManager(
-        self.directory.absolute(),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, cleanup_tmp_directories=True
-        ),
-        item_handlers={
-            "state": ocp.StandardCheckpointHandler(),
-            "meta": ocp.JsonCheckpointHandler(),
-        },
-    )
+    self._manager = run.checkpoint_manager(keep=keep, create=True)
 
   def due(self, step: int) -> bool:
     return bool(self.every_steps) and step % self.every_steps == 0
+
+  def steps(self) -> list[int]:
+    """The steps of the checkpoints saved so far, oldest first."""
+    return sorted(self._manager.all_steps())
 
   def save(self, state: TrainState, meta: dict[str, Any]) -> None:
     step = int(state.step)

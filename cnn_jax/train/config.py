@@ -1,8 +1,15 @@
 """The defaults every training config starts from (configs/*.py override fields)."""
 
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+from typing import Any, Mapping
+
 import ml_collections
 from ml_collections import config_dict
 
+from cnn_jax.errors import ConfigError
 from cnn_jax.train.optim import default_optimizer_config
 
 
@@ -42,4 +49,41 @@ def default_train_config() -> ml_collections.ConfigDict:
 
   config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
   config.keep_checkpoints = 3
+  return config
+
+
+def recipe_path(path: str | pathlib.Path) -> pathlib.Path:
+  """A config file named relative to the project's root (`configs/...`) or as given."""
+  path = pathlib.Path(path)
+  if path.is_absolute() or path.exists():
+    return path
+  import configs  # the project's configs/ package
+
+  return pathlib.Path(configs.__file__).parent.parent / path
+
+
+def load_config(
+    path: str | pathlib.Path, overrides: Mapping[str, Any] | None = None
+) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file (as `--config=PATH` loads it), locked, with dotted
+  overrides applied as `--config.a.b=value` would be (a misspelt field is an error)."""
+  path = recipe_path(path)
+  if not path.is_file():
+    raise ConfigError(f"Config file {path} not found.")
+  spec = importlib.util.spec_from_file_location(f"_cnn_jax_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.lock()
+  for key, value in (overrides or {}).items():
+    *parents, leaf = key.split(".")
+    node = config
+    try:
+      for p in parents:
+        node = node[p]
+      if leaf not in node:
+        raise KeyError(leaf)
+      node[leaf] = value
+    except (KeyError, AttributeError, TypeError) as e:
+      raise ConfigError(f"Cannot set {key}={value!r} in {path}: {e}") from None
   return config

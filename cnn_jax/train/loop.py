@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
-import json
 import math
-import pathlib
 import time
 from typing import Any
 
@@ -23,9 +20,9 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from cnn_jax import data as data_lib
-from cnn_jax.errors import ConfigError
-from cnn_jax.models import MODELS, create_model
-from cnn_jax.train import metrics as metrics_lib
+from cnn_jax.errors import ConfigError, UserError
+from cnn_jax.models import model_from_config
+from cnn_jax.run import Run
 from cnn_jax.train import steps
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.checkpoint import Checkpointer
@@ -52,15 +49,6 @@ class Setup:
   eval_batch_size: int
 
 
-def model_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  kwargs["dtype"] = config.dtype
-  fields = inspect.signature(MODELS.get(config.model.name)).parameters
-  if config.get("parallelism") == "pmap" and "axis_name" in fields:
-    kwargs["axis_name"] = DATA_AXIS  # BatchNorm averages statistics over all devices
-  return kwargs
-
-
 def num_params(params: Any) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
@@ -72,7 +60,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       data_lib.load_split, dc.name, data_dir=dc.data_dir, tfds_dir=dc.tfds_dir, download=dc.download
   )
   train, test = load(dc.train_split), load(dc.test_split)
-  model = create_model(config.model.name, **model_kwargs(config))
+  # Under pmap, BatchNorm averages its statistics over all devices.
+  model = model_from_config(
+      config, axis_name=DATA_AXIS if config.get("parallelism") == "pmap" else None
+  )
   if config.model.num_classes != train.num_classes:
     raise ConfigError(
         f"config.model.num_classes={config.model.num_classes} but data set {dc.name!r} has "
@@ -84,7 +75,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     )
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  tx, schedule = create_optimizer(config.optimizer, total_steps)
+  tx, schedule = create_optimizer(config.optimizer, total_steps, steps_per_epoch)
   normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
   root = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(root)
@@ -115,30 +106,6 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
 PLACEMENT_FIELDS = ("parallelism", "distributed")
 
 
-def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Creates the workdir and writes `config.json`; refuses a workdir of another config."""
-  config_json = json.loads(config.to_json_best_effort(sort_keys=True))
-  existing = workdir / "config.json"
-  if existing.exists():
-    with open(existing) as f:
-      old = json.load(f)
-    # A field added to the defaults after the run started counts as unchanged when it
-    # holds its default (the old run computed exactly that).
-    defaults = json.loads(default_train_config().to_json_best_effort(sort_keys=True))
-    changed = sorted(
-        k for k in set(old) | set(config_json)
-        if k not in PLACEMENT_FIELDS and old.get(k, defaults.get(k)) != config_json.get(k)
-    )
-    if changed:
-      raise ConfigError(
-          f"{workdir} holds a run with a different config (differs in: {', '.join(changed)}). "
-          "Use a new --workdir, or delete the old one."
-      )
-  if jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    metrics_lib.write_json_atomic(existing, config_json)
-
-
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
   """Mean loss and accuracy over the `n` real examples of a padded, on-device split."""
   loss_sum, correct = 0.0, 0
@@ -159,34 +126,29 @@ def _fmt_time(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _resume_metrics(path: pathlib.Path, step: int) -> list[dict[str, Any]]:
-  """Keeps the metrics records up to `step` (those the checkpoint covers), atomically.
-
-  A line cut short by a kill is dropped. Only process 0 rewrites the file (another
-  process replacing it would orphan process 0's open metrics file).
-  """
-  kept: list[dict[str, Any]] = []
-  if path.exists():
-    for line in path.read_text().splitlines():
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if record["step"] <= step:
-        kept.append(record)
-  if jax.process_index() != 0:
-    return kept
-  tmp = path.with_suffix(".jsonl.tmp")
-  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-  tmp.replace(path)
-  return kept
+class Diverged(UserError, FloatingPointError):
+  """The loss or the parameters became nan or inf."""
 
 
-def _first_non_finite(pending: list[dict[str, Any]], first_step: int) -> int | None:
+def check_finite(pending: list[dict[str, Any]], done: int, run: Run, ckpt: Checkpointer) -> None:
+  """Raises `Diverged` naming the first step whose loss is not finite, if any."""
+  first_step = done - len(pending) + 1
   for i, m in enumerate(pending):
     if not math.isfinite(float(m["loss"])):
-      return first_step + i
-  return None
+      raise _diverged(first_step + i, run, ckpt)
+
+
+def _diverged(step: int, run: Run, ckpt: Checkpointer) -> Diverged:
+  saved = ckpt.steps()
+  kept = (
+      f"The last good checkpoint, step {saved[-1]} in {run.checkpoint_dir}, is kept"
+      if saved else "No checkpoint was saved before it"
+  )
+  return Diverged(
+      f"Training loss is nan or inf at step {step}: the run diverged. {kept}. Lower "
+      "--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm, in a new "
+      "--workdir."
+  )
 
 
 @jax.jit
@@ -194,45 +156,45 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _diverged(step: int) -> FloatingPointError:
-  return FloatingPointError(
-      f"Training loss is nan or inf at step {step}: the run diverged. The last good checkpoint "
-      "is kept. Lower --config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm."
-  )
+# A logged training loss this many times the first one is reported as divergence.
+LOSS_GROWTH_WARNING = 100.0
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.model` on `config.data` and evaluates it after every epoch.
 
-  Writes `WORKDIR/config.json`, `WORKDIR/metrics.jsonl`, checkpoints in
-  `WORKDIR/checkpoints` and, at the end, `WORKDIR/summary.json`; returns the
-  summary. A workdir with checkpoints of the same config resumes from the latest
-  valid one and ends with the same parameters and metrics as an uninterrupted run.
+  Writes the run directory (`cnn_jax.run.Run`): config.json, metrics.jsonl,
+  checkpoints and, at the end, summary.json; returns the summary. A workdir
+  with checkpoints of the same config resumes from the latest valid one and
+  ends with the same parameters and metrics as an uninterrupted run.
   """
   initialize_distributed(config)
+  run = Run(workdir)
+  # Refuse another config's workdir before anything slow (data, model) happens.
+  run.check_config(config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS)
   s = setup(config)
-  workdir_path = pathlib.Path(workdir)
-  prepare_workdir(workdir_path, config)
-  ckpt = Checkpointer(
-      workdir_path, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
-  )
+  if jax.process_index() == 0:
+    run.write_config(config)
+  ckpt = Checkpointer(run, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
   try:
-    return _train(s, workdir_path, ckpt)
+    return _train(s, run, ckpt)
   finally:
     ckpt.close()
 
 
-def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str, Any]:
+def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   config = s.config
-  state, pending, start_step = s.state, [], 0
+  is_writer = jax.process_index() == 0
+  state, pending, start_step, time_before = s.state, [], 0, 0.0
   restored = ckpt.restore_latest(s.state)
   if restored is not None:
     state, meta = restored
     start_step, pending = int(state.step), list(meta["pending_metrics"])
-  history = _resume_metrics(workdir_path / "metrics.jsonl", start_step)
-  if start_step >= s.total_steps and (workdir_path / "summary.json").exists():
-    logging.info("%s already holds the finished run.", workdir_path)
-    return json.loads((workdir_path / "summary.json").read_text())
+    time_before = float(meta.get("train_time_s", 0.0))
+  history = run.truncate_metrics(start_step, rewrite=is_writer)
+  if start_step >= s.total_steps and run.has_summary():
+    logging.info("%s already holds the finished run.", run.path)
+    return run.read_summary()
 
   par = s.parallel
   state = par.put_state(state)
@@ -243,7 +205,6 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
       data_lib.epoch_permutation, static_argnums=2,
       out_shardings=NamedSharding(par.mesh, PartitionSpec()),
   )
-  is_writer = jax.process_index() == 0
 
   n_params = num_params(s.state.params)
   logging.info(
@@ -252,19 +213,21 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
       len(s.test), config.num_epochs, s.steps_per_epoch, config.batch_size,
       f", resuming at step {start_step}" if start_step else "",
   )
+  start_time = last_time = time.perf_counter()
 
   def checkpoint_meta(done: int) -> dict[str, Any]:
     epoch, index = divmod(done, s.steps_per_epoch)
     return {
         "step": done, "epoch": epoch, "index_in_epoch": index, "seed": config.seed,
         "pending_metrics": [{k: float(v) for k, v in m.items()} for m in pending],
+        # Wall time of the steps so far, over every part of an interrupted run.
+        "train_time_s": time_before + time.perf_counter() - start_time,
     }
 
-  start_time = last_time = time.perf_counter()
+  first_loss = next((r["loss"] for r in history if r["split"] == "train"), None)
+  growth_warned = False
   last_step = start_step
-  with PreemptionGuard() as guard, metrics_lib.MetricWriter(
-      workdir_path / "metrics.jsonl", truncate=False, enabled=is_writer
-  ) as writer:
+  with PreemptionGuard() as guard, run.metric_writer(enabled=is_writer) as writer:
     for step in range(start_step, s.total_steps):
       epoch, index = divmod(step, s.steps_per_epoch)
       if index == 0 or step == start_step:
@@ -274,9 +237,7 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
       done = step + 1
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
-        bad = _first_non_finite(pending, done - len(pending) + 1)
-        if bad is not None:
-          raise _diverged(bad)
+        check_finite(pending, done, run, ckpt)
         means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
         pending = []
         record = {
@@ -287,6 +248,14 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
         }
         writer.write(record)
         history.append(record)
+        first_loss = first_loss if first_loss is not None else record["loss"]
+        if not growth_warned and record["loss"] > LOSS_GROWTH_WARNING * first_loss:
+          growth_warned = True
+          logging.warning(
+              "The training loss grew from %.4g (first logged) to %.4g at step %d: the run is "
+              "diverging. Lower --config.optimizer.learning_rate (now %g).", first_loss,
+              record["loss"], done, config.optimizer.learning_rate,
+          )
         now = time.perf_counter()
         rate = (done - last_step) / max(now - last_time, 1e-9)
         last_time, last_step = now, done
@@ -305,12 +274,10 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
         history.append(record)
         logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
       if ckpt.due(done) or done == s.total_steps or guard.requested:
-        bad = _first_non_finite(pending, done - len(pending) + 1)
-        if bad is not None:
-          raise _diverged(bad)
+        check_finite(pending, done, run, ckpt)
         plain = par.plain_state(state)
         if not bool(all_finite(plain.params)):  # a loss is computed before its update
-          raise _diverged(done)
+          raise _diverged(done, run, ckpt)
         ckpt.save(plain, checkpoint_meta(done))
       if guard.requested:
         ckpt.wait()
@@ -320,7 +287,8 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
             guard.signum,
         )
   ckpt.wait()
-  train_time = time.perf_counter() - start_time
+  part_time = time.perf_counter() - start_time
+  train_time = time_before + part_time
   last_test = [r for r in history if r["split"] == "test"][-1]
   summary = {
       "model": config.model.name,
@@ -330,17 +298,23 @@ def _train(s: Setup, workdir_path: pathlib.Path, ckpt: Checkpointer) -> dict[str
       "epochs": config.num_epochs,
       "test_accuracy": last_test["accuracy"],
       "test_loss": last_test["loss"],
-      "resumed_from_step": start_step,
+      # The whole run: every part of an interrupted run, each up to its last checkpoint.
       "train_time_s": train_time,
-      "images_per_s": (s.total_steps - start_step) * config.batch_size / max(train_time, 1e-9),
+      "images_per_s": s.total_steps * config.batch_size / max(train_time, 1e-9),
+      # The last part alone (from `resumed_from_step`; the whole run when it was not resumed).
+      "resumed_from_step": start_step,
+      "part_train_time_s": part_time,
+      "part_images_per_s": (s.total_steps - start_step) * config.batch_size / max(part_time, 1e-9),
       "device": jax.devices()[0].device_kind,
       "num_devices": jax.device_count(),
       "parallelism": config.parallelism,
   }
   if is_writer:
-    metrics_lib.write_json_atomic(workdir_path / "summary.json", summary)
+    run.write_summary(summary)
   logging.info(
-      "Done in %s: test accuracy %.4f (%s).", _fmt_time(train_time), summary["test_accuracy"],
-      workdir_path / "summary.json",
+      "Done in %s: test accuracy %.4f (%s).", _fmt_time(part_time), summary["test_accuracy"],
+      run.summary_path,
   )
+  if growth_warned:
+    logging.warning("The training loss diverged during this run (see the warning above).")
   return summary

@@ -7,6 +7,7 @@ from typing import Callable
 import ml_collections
 import optax
 
+from cnn_jax.errors import ConfigError
 from cnn_jax.registry import Registry
 
 SCHEDULES: Registry[Callable[..., optax.Schedule]] = Registry("learning-rate schedule")
@@ -53,13 +54,27 @@ def _adamw(lr: optax.Schedule, cfg: ml_collections.ConfigDict) -> optax.Gradient
   return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
 
 
+def warmup_steps(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """The warm-up length in steps: `warmup_steps`, or `warmup_epochs` of the data set."""
+  epochs = cfg.get("warmup_epochs", 0)
+  if cfg.warmup_steps and epochs:
+    raise ConfigError(
+        f"Set optimizer.warmup_steps ({cfg.warmup_steps}) or optimizer.warmup_epochs ({epochs}), "
+        "not both."
+    )
+  if cfg.warmup_steps < 0 or epochs < 0:
+    raise ConfigError("optimizer.warmup_steps and optimizer.warmup_epochs must be >= 0.")
+  return int(cfg.warmup_steps or round(epochs * steps_per_epoch))
+
+
 def create_optimizer(
-    cfg: ml_collections.ConfigDict, total_steps: int
+    cfg: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int = 1
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """`cfg` fields: name, learning_rate, schedule, warmup_steps, weight_decay,
-  momentum, nesterov, b1, b2, grad_clip_norm (0 = off)."""
+  """`cfg` fields: name, learning_rate, schedule, warmup_steps or warmup_epochs,
+  weight_decay, momentum, nesterov, b1, b2, grad_clip_norm (0 = off)."""
   make = OPTIMIZERS.get(cfg.name)
-  schedule = SCHEDULES.get(cfg.schedule)(cfg.learning_rate, total_steps, cfg.warmup_steps)
+  warmup = warmup_steps(cfg, steps_per_epoch)
+  schedule = SCHEDULES.get(cfg.schedule)(cfg.learning_rate, total_steps, warmup)
   tx = make(schedule, cfg)
   if cfg.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
@@ -73,6 +88,9 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
           learning_rate=1e-3,
           schedule="cosine",
           warmup_steps=0,
+          # Warm-up in epochs of the configured data set (resolved by the loop); use one
+          # of the two.
+          warmup_epochs=0.0,
           weight_decay=0.0,
           momentum=0.9,
           nesterov=False,

@@ -1,0 +1,237 @@
+"""A run directory: the one place that knows what a training workdir holds.
+
+  run = Run("workdirs/lenet5_fm")
+  run.read_config(); run.read_metrics(); run.read_summary()
+  model, variables, config = run.load_model()       # the trained model, ready to apply
+
+Layout (written by `cnn_jax.train`, read by the benchmark, the frozen-CNN
+extractor and anything else that looks inside a trained run):
+
+  config.json       the full resolved config
+  metrics.jsonl     one JSON line per logged step and per evaluation
+  summary.json      final accuracy, parameter count, wall time, throughput, device
+  checkpoints/      orbax checkpoints, one folder per step: `state` (arrays) + `meta` (JSON)
+  checkpoints_corrupt/   unreadable checkpoints moved aside (never deleted)
+
+Every JSON file is written atomically (a temporary file, then a rename), so a
+kill never leaves half a file; files get the usual permissions (0666 minus umask).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import uuid
+from typing import Any, Iterable
+
+import ml_collections
+
+from cnn_jax.errors import ConfigError
+
+
+def write_text_atomic(path: pathlib.Path, text: str) -> None:
+  """Writes `text` to `path` via a temporary file and a rename: never half-written."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
+def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+  """`obj` as indented, key-sorted JSON, written atomically."""
+  write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl_atomic(path: pathlib.Path, records: Iterable[dict[str, Any]]) -> None:
+  """One key-sorted JSON object per line, written atomically."""
+  write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """`{"a": {"b": 1}}` -> `{"a.b": 1}`."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+class MetricWriter:
+  """Appends one JSON object per line to `metrics.jsonl`, flushed per line."""
+
+  def __init__(self, path: pathlib.Path, *, enabled: bool = True):
+    """`enabled=False` (processes other than 0 in a multi-host job) writes nothing."""
+    self.path = path
+    self._file = open(path, "a") if enabled else None
+
+  def write(self, record: dict[str, Any]) -> None:
+    if self._file is not None:
+      self._file.write(json.dumps(record, sort_keys=True) + "\n")
+      self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+class Run:
+  """A training run's directory."""
+
+  def __init__(self, workdir: str | os.PathLike):
+    self.path = pathlib.Path(workdir)
+
+  def __repr__(self) -> str:
+    return f"Run({str(self.path)!r})"
+
+  config_path = property(lambda self: self.path / "config.json")
+  metrics_path = property(lambda self: self.path / "metrics.jsonl")
+  summary_path = property(lambda self: self.path / "summary.json")
+  checkpoint_dir = property(lambda self: self.path / "checkpoints")
+  corrupt_dir = property(lambda self: self.path / "checkpoints_corrupt")
+
+  # ---------------------------------------------------------------------------- config
+  def has_config(self) -> bool:
+    return self.config_path.is_file()
+
+  def read_config(self) -> ml_collections.ConfigDict:
+    if not self.has_config():
+      raise ConfigError(
+          f"{self.config_path} not found: {self.path} is not a training run of experiments.main."
+      )
+    return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
+
+  def check_config(
+      self,
+      config: ml_collections.ConfigDict,
+      *,
+      defaults: ml_collections.ConfigDict,
+      ignore: tuple[str, ...] = (),
+  ) -> None:
+    """Refuses a workdir that holds a run of another config, naming the fields that differ.
+
+    A field missing from the stored config (added to the defaults after the run
+    started) counts as unchanged when it holds its default. Fields under `ignore`
+    (where a run executes, not what it computes) may change.
+    """
+    if not self.has_config():
+      return
+    old = flatten(json.loads(self.config_path.read_text()))
+    new = flatten(config_to_json(config))
+    default = flatten(config_to_json(defaults))
+    changed = sorted(
+        k for k in set(old) | set(new)
+        if k.split(".")[0] not in ignore and old.get(k, default.get(k)) != new.get(k)
+    )
+    if changed:
+      detail = ", ".join(f"{k}: {old.get(k, default.get(k))!r} -> {new.get(k)!r}" for k in changed)
+      raise ConfigError(
+          f"{self.path} holds a run with a different config ({detail}). "
+          "Use a new --workdir, or delete the old one."
+      )
+
+  def write_config(self, config: ml_collections.ConfigDict) -> None:
+    write_json_atomic(self.config_path, config_to_json(config))
+
+  # --------------------------------------------------------------------------- metrics
+  def read_metrics(self) -> list[dict[str, Any]]:
+    """Every complete line of `metrics.jsonl` (a line cut short by a kill is skipped)."""
+    if not self.metrics_path.exists():
+      return []
+    records = []
+    for line in self.metrics_path.read_text().splitlines():
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+    return records
+
+  def truncate_metrics(self, step: int, *, rewrite: bool = True) -> list[dict[str, Any]]:
+    """Keeps the records up to `step` (what a checkpoint at `step` covers); returns them.
+
+    `rewrite=False` only reads (processes other than 0 must not replace the file
+    that process 0 appends to).
+    """
+    kept = [r for r in self.read_metrics() if r["step"] <= step]
+    if rewrite:
+      write_jsonl_atomic(self.metrics_path, kept)
+    return kept
+
+  def metric_writer(self, *, enabled: bool = True) -> MetricWriter:
+    return MetricWriter(self.metrics_path, enabled=enabled)
+
+  # --------------------------------------------------------------------------- summary
+  def has_summary(self) -> bool:
+    return self.summary_path.is_file()
+
+  def read_summary(self) -> dict[str, Any]:
+    return json.loads(self.summary_path.read_text())
+
+  def write_summary(self, summary: dict[str, Any]) -> None:
+    write_json_atomic(self.summary_path, summary)
+
+  # ----------------------------------------------------------------------- checkpoints
+  def checkpoint_manager(self, *, keep: int | None = None, create: bool = False):
+    """Orbax's manager for `checkpoints/`, with the two items every checkpoint holds."""
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager(
+        self.checkpoint_dir.absolute(),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=create, cleanup_tmp_directories=create
+        ),
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        },
+    )
+
+  def restore_variables(self) -> dict[str, Any]:
+    """`{"params", "batch_stats"}` of the latest checkpoint."""
+    import orbax.checkpoint as ocp
+
+    if not self.checkpoint_dir.is_dir():
+      raise ConfigError(
+          f"No checkpoints in {self.checkpoint_dir}. Train the model first: python -m "
+          f"experiments.main --config=configs/<config>.py --workdir={self.path}"
+      )
+    manager = self.checkpoint_manager()
+    try:
+      step = manager.latest_step()
+      if step is None:
+        raise ConfigError(
+            f"{self.checkpoint_dir} holds no finished checkpoint; train (or resume) the run."
+        )
+      restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    finally:
+      manager.close()
+    state = restored["state"]
+    return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+
+  def load_model(self):
+    """`(model, variables, config)` of the trained run: `model.apply(variables, x)` works."""
+    from cnn_jax.models import model_from_config
+
+    config = self.read_config()
+    return model_from_config(config), self.restore_variables(), config
