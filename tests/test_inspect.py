@@ -90,7 +90,7 @@ def test_resnet20_config_trains_end_to_end(tmp_path):
   config.data.name = "digits"  # ships with scikit-learn: no download
   config.num_epochs = 1
   config.batch_size = 128
-  config.optimizer.warmup_steps = 2
+  config.optimizer.warmup_epochs = 0.2  # 2 of the 11 steps
   config.log_every_steps = 5
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["num_params"] == 269_722 - 3 * 16 * 9 + 16 * 9  # 1 input channel
