@@ -145,6 +145,12 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog, dama
   assert "checkpoints/44 is unreadable" in caplog.text
   assert summary["resumed_from_step"] == 40
   assert summary["test_accuracy"] == reference["test_accuracy"]
+  # Timing covers the whole run (the first part up to checkpoint 40, then the rest) and,
+  # separately, the last part.
+  assert summary["train_time_s"] > summary["part_train_time_s"] > 0
+  batch = json.loads((workdir / "config.json").read_text())["batch_size"]
+  assert summary["images_per_s"] * summary["train_time_s"] == pytest.approx(44 * batch)
+  assert summary["part_images_per_s"] * summary["part_train_time_s"] == pytest.approx(4 * batch)
   corrupt = list((workdir / "checkpoints_corrupt").iterdir())
   assert len(corrupt) == 1 and corrupt[0].name.startswith("44.")  # kept, not deleted
   for s, files in good_before.items():  # no good checkpoint was deleted or changed

@@ -1,6 +1,7 @@
 """End-to-end training on tiny settings: determinism, metrics files, bad input."""
 
 import json
+import os
 import pathlib
 
 import functools
@@ -39,6 +40,11 @@ def test_train_writes_config_metrics_and_summary(tmp_path):
   assert train[-1]["loss"] < train[0]["loss"]  # it learns
   assert summary["num_params"] == 61_706 and summary["test_accuracy"] == test[-1]["accuracy"]
   assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "lenet5"
+  umask = os.umask(0)
+  os.umask(umask)
+  modes = {f: (tmp_path / f).stat().st_mode & 0o777 for f in ("config.json", "summary.json",
+                                                             "metrics.jsonl")}
+  assert modes == dict.fromkeys(modes, 0o666 & ~umask)  # no 0600 files among 0644 ones
 
 
 def test_simple_cnn_with_batch_norm_and_dropout_trains(tmp_path):
@@ -87,6 +93,9 @@ def test_workdir_of_another_config_is_refused_untouched(tmp_path):
         str(tmp_path),
     )
   assert tree() == before
+  # The check comes before data and model are built: a bad data set name is not reached.
+  with pytest.raises(ConfigError, match=r"different config \(data.name: 'digits' -> 'nope'\)"):
+    train_and_evaluate(tiny_digits_config(num_epochs=1, **{"data.name": "nope"}), str(tmp_path))
 
 
 def test_a_run_from_before_a_new_config_field_resumes_if_it_holds_its_default(tmp_path):

@@ -156,7 +156,8 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-# A logged training loss this many times the first one is reported as divergence.
+# A logged training loss this many times that of a uniform guess (ln K for K classes,
+# about where every initialisation starts) is reported as divergence.
 LOSS_GROWTH_WARNING = 100.0
 
 
@@ -224,7 +225,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         "train_time_s": time_before + time.perf_counter() - start_time,
     }
 
-  first_loss = next((r["loss"] for r in history if r["split"] == "train"), None)
+  uniform_loss = math.log(s.train.num_classes)
   growth_warned = False
   last_step = start_step
   with PreemptionGuard() as guard, run.metric_writer(enabled=is_writer) as writer:
@@ -248,13 +249,13 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         }
         writer.write(record)
         history.append(record)
-        first_loss = first_loss if first_loss is not None else record["loss"]
-        if not growth_warned and record["loss"] > LOSS_GROWTH_WARNING * first_loss:
+        if not growth_warned and record["loss"] > LOSS_GROWTH_WARNING * uniform_loss:
           growth_warned = True
           logging.warning(
-              "The training loss grew from %.4g (first logged) to %.4g at step %d: the run is "
-              "diverging. Lower --config.optimizer.learning_rate (now %g).", first_loss,
-              record["loss"], done, config.optimizer.learning_rate,
+              "The training loss is %.4g at step %d, over %d times that of a uniform guess "
+              "(ln %d = %.2f): the run is diverging. Lower --config.optimizer.learning_rate "
+              "(now %g).", record["loss"], done, LOSS_GROWTH_WARNING, s.train.num_classes,
+              uniform_loss, config.optimizer.learning_rate,
           )
         now = time.perf_counter()
         rate = (done - last_step) / max(now - last_time, 1e-9)
