@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 from conftest import REPO
 
 from cnn_jax import anchors, data
