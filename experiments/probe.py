@@ -10,17 +10,15 @@ ones are used. Prints one line per result and, with --output, appends it as JSON
 """
 
 import json
-import sys
 
 import ml_collections
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from cnn_jax import anchors
 from cnn_jax.data import load_split
-from cnn_jax.errors import UserError
 from cnn_jax.features import EXTRACTORS, default_config, make_extractor, timed_extract
 from cnn_jax.probe import PROBES
+from experiments import cli
 
 
 def probe_config() -> ml_collections.ConfigDict:
@@ -40,7 +38,7 @@ flags.DEFINE_string("features", "raw", "Extractor name: " + ", ".join(EXTRACTORS
 flags.DEFINE_enum("probe", "linear", list(PROBES), "linear (softmax regression) or svm (RBF SVC).")
 flags.DEFINE_string("workdir", None, "Trained run for --features=cnn (sets config.cnn.workdir).")
 flags.DEFINE_string("output", None, "Append the result as one JSON line to this file.")
-config_flags.DEFINE_config_dict("config", probe_config(), lock_config=True)
+cli.define_config_dict("config", probe_config(), lock_config=True)
 
 
 def run(dataset: str, features: str, probe: str, config: ml_collections.ConfigDict) -> dict:
@@ -76,17 +74,12 @@ def format_result(r: dict) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   config = FLAGS.config
   if FLAGS.workdir:
     with config.unlocked():
       config.cnn.workdir = FLAGS.workdir
-  try:
-    result = run(FLAGS.dataset, FLAGS.features, FLAGS.probe, config)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  result = run(FLAGS.dataset, FLAGS.features, FLAGS.probe, config)
   print(format_result(result))
   if FLAGS.output:
     with open(FLAGS.output, "a") as f:
@@ -94,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -18,10 +18,11 @@ import shlex
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax.errors import ConfigError, UserError
+from cnn_jax.errors import ConfigError
+from experiments import cli
 from experiments.launch import common
 
 FLAGS = flags.FLAGS
@@ -35,7 +36,6 @@ flags.DEFINE_string("runtime_version", "tpu-ubuntu2204-base", "TPU VM software v
 flags.DEFINE_string("repo_url", None, "Where hosts clone the code (default: this checkout's origin).")
 flags.DEFINE_bool("create", False, "Also create the slice.")
 flags.DEFINE_bool("dry_run", False, "Print the commands; run nothing.")
-flags.mark_flags_as_required(["config", "workdir", "tpu"])
 
 
 def slice_shape(accelerator_type: str) -> tuple[int, int]:
@@ -86,14 +86,11 @@ def _origin_url() -> str | None:
 
 def main(argv):
   del argv
-  try:
-    _, devices = slice_shape(FLAGS.accelerator_type)
-    common.check_devices(FLAGS.config, devices)
-  except UserError as e:
-    common.fail(str(e))
+  _, devices = slice_shape(FLAGS.accelerator_type)
+  common.check_devices(FLAGS.config, devices)
   repo_url = FLAGS.repo_url or _origin_url()
   if not repo_url:
-    common.fail("this checkout has no git remote 'origin'; pass --repo_url=URL of the code.")
+    cli.fail("this checkout has no git remote 'origin'; pass --repo_url=URL of the code.")
   commands = render_commands(
       config_path=config_flags.get_config_filename(FLAGS["config"]), workdir=FLAGS.workdir,
       overrides=common.config_overrides(sys.argv), tpu=FLAGS.tpu, zone=FLAGS.zone,
@@ -108,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, required=("config", "workdir", "tpu"))
