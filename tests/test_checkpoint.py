@@ -151,6 +151,31 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog, dama
   assert_trees_identical(final_state(workdir), final_state(tmp_path / "reference"))
 
 
+def test_unfinished_save_is_discarded_and_the_restart_says_so(tmp_path, caplog):
+  # A kill during a save leaves `STEP.orbax-checkpoint-tmp` (orbax's name, seen by SIGKILL-ing a
+  # run that checkpoints every step); orbax deletes it when the next run starts.
+  workdir = tmp_path / "run"
+  unfinished = workdir / "checkpoints" / "20.orbax-checkpoint-tmp"
+  unfinished.mkdir(parents=True)
+  summary = _train_once(workdir)
+  assert ("Found an unfinished checkpoint save (step 20) in " in caplog.text
+          and "no complete checkpoint is left, so the run starts from step 0." in caplog.text)
+  assert summary["resumed_from_step"] == 0 and not unfinished.exists()
+  caplog.clear()
+  for step in (40, 44):  # the last two saves never finished: the run resumes from step 35
+    import shutil
+
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  (workdir / "checkpoints" / "40.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+  (workdir / "summary.json").unlink()
+  summary = _train_once(workdir)
+  assert ("Found an unfinished checkpoint save (step 40)" in caplog.text
+          and "resuming from step 35, the latest complete checkpoint." in caplog.text)
+  assert summary["resumed_from_step"] == 35
+  assert _train_once(tmp_path / "again")["resumed_from_step"] == 0
+  assert "unfinished" not in caplog.text.split("resuming from step 35")[1]  # only when found
+
+
 def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
   c = simple_cnn_fashion_mnist.get_config()
   c.data.name = "digits"
