@@ -1,6 +1,7 @@
 """The command-line tools as a user runs them: real subprocesses, exit codes and output."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,39 @@ def test_missing_workdir_says_only_what_is_missing():
 ])
 def test_other_flag_mistakes_are_one_line(args):
   assert_one_line_error(run_module(*args))
+
+
+def test_first_run_on_a_fresh_tfds_dir_shows_no_noise(tmp_path):
+  env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")}  # digits are prepared here first
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=configs/lenet5_digits.py",
+       f"--workdir={tmp_path / 'run'}", "--config.num_epochs=1"],
+      cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  console = r.stdout + r.stderr
+  for noise in ("Downloading and preparing", "Unknown size", "downloaded and prepared",
+                "has no dataset_info.json", "Unable to initialize backend", "libtpu",
+                "Generating splits", "\x1b["):
+    assert noise not in console, noise
+  assert "Preparing data set digits in " in r.stderr  # one line instead
+  assert r.stdout == "" and len(r.stderr.splitlines()) <= 8, r.stderr
+
+
+def test_console_filter_keeps_warnings_and_our_progress():
+  import logging
+
+  from cnn_jax import console
+
+  def record(level, path, msg="something"):
+    return logging.LogRecord("x", level, path, 1, msg, None, None)
+
+  only = "/cnn_jax/"
+  ours = f"{console.PACKAGE_DIR}/train/loop.py"
+  jax_file = "/home/u/cnn_jax/.venv/lib/python3.11/site-packages/jax/_src/xla_bridge.py"
+  assert console._shown(only, record(logging.INFO, ours))
+  assert not console._shown(only, record(logging.INFO, jax_file))  # even below a cnn_jax folder
+  assert console._shown(only, record(logging.WARNING, jax_file))  # real warnings stay
+  assert console._shown(only, record(logging.ERROR, jax_file))
+  assert not console._shown(only, record(logging.WARNING, jax_file, "Variant folder %s has no %s"))
+  assert not console._shown("/cnn_jax/benchmark/", record(logging.INFO, ours))
