@@ -56,9 +56,10 @@ def _check_config_files(argv: Sequence[str]) -> None:
   """A config file that does not exist or fails to load is one line, not a deferred traceback."""
   for arg in argv[1:]:  # before parsing: `--config.*` overrides of a missing file fail obscurely
     name, _, path = arg[2:].partition("=")
+    file = path.split(":")[0]  # `FILE:ARG` passes ARG to get_config
     if (arg.startswith("--") and name in FLAGS and type(FLAGS[name]).__name__ == "_ConfigFlag"
-        and path and not os.path.isfile(path.split(":")[0])):
-      _config_file_error(name, path, "not a file" if os.path.exists(path) else "no such file")
+        and file and not os.path.isfile(file)):
+      _config_file_error(name, path, "not a file" if os.path.exists(file) else "no such file")
 
 
 def _check_loaded_configs(argv: Sequence[str]) -> None:
@@ -80,11 +81,11 @@ PARSE_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError, OS
 def _bad_flag(e: BaseException) -> None:
   field = isinstance(e, (AttributeError, KeyError))  # ConfigDict: no such field
   fail(f"bad flag ({_one_line(e)})."
-       + (" Fields must exist in the config (see configs/default.py)." if field else ""))
+       + (" A --config.* override must name an existing field." if field else ""))
 
 
 def define_config_dict(name: str, config: ml_collections.ConfigDict, **kwargs) -> None:
-  """`config_flags.DEFINE_config_dict`, which parses its overrides at once: a bad one is one line."""
+  """`config_flags.DEFINE_config_dict`; it parses its overrides at once: a bad one is one line."""
   try:
     config_flags.DEFINE_config_dict(name, config, **kwargs)
   except PARSE_ERRORS as e:

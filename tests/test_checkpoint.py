@@ -188,7 +188,8 @@ def test_corrupt_checkpoint_recovery_is_one_console_line(tmp_path):
   r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
   warning = [ln for ln in r.stderr.splitlines() if " is unreadable (" in ln]
-  assert len(warning) == 1 and "; moved it to " in warning[0] and "checkpoints_corrupt/" in warning[0]
+  assert len(warning) == 1 and "; moved it to " in warning[0]
+  assert "checkpoints_corrupt/" in warning[0] and "falling back to the previous one" in warning[0]
   assert "TensorStore" not in warning[0]
   for noise in ("Traceback", "Event loop is closed", "Task exception", "Exception ignored"):
     assert noise not in r.stderr, r.stderr[-3000:]

@@ -10,9 +10,9 @@ workers (clone/fetch the repo, check out this checkout's commit, install with
 exactly the commit `git rev-parse HEAD` names, so it must be pushed to
 `--repo_url` (default: this checkout's `origin`, which must be a URL the hosts can
 reach, not a local path). A checkout with uncommitted changes is refused (the
-hosts would run the code without them); `--dry_run` only warns. JAX finds the other hosts of the slice itself
-(`jax.distributed.initialize()`); the workdir must be on storage every host
-sees (e.g. a Filestore/NFS mount).
+hosts would run the code without them); `--dry_run` only warns. JAX finds the
+other hosts of the slice itself (`jax.distributed.initialize()`); the workdir
+must be on storage every host sees (e.g. a Filestore/NFS mount).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def pinned_commit(repo: pathlib.Path, *, dry_run: bool) -> str:
   dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
   if dirty:
     n = len(dirty.splitlines())
-    message = (f"the checkout has uncommitted changes in {n} file{'s' * (n != 1)}; the "
-               f"TPU hosts would run commit {commit[:12]} without them. Commit and push them first.")
+    message = (f"the checkout has uncommitted changes in {n} file{'s' * (n != 1)}; the TPU "
+               f"hosts would run commit {commit[:12]} without them. Commit and push them first.")
     if not dry_run:
       cli.fail(message)
     print(f"warning: {message}", file=sys.stderr)
