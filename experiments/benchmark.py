@@ -9,14 +9,12 @@ Rerunning the same command resumes: finished (experiment, seed) runs are skipped
 """
 
 import pathlib
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from cnn_jax import benchmark
 from cnn_jax.data import DATASETS
-from cnn_jax.console import show_progress
-from cnn_jax.errors import UserError
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("suite", "features_vs_learned", "Suite to run (see --list).")
@@ -42,24 +40,18 @@ def list_registry() -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  show_progress("/cnn_jax/benchmark/")
+  del argv
   if FLAGS.list:
     print(list_registry())
     return
   workdir = FLAGS.workdir or f"workdirs/{FLAGS.suite}_{FLAGS.dataset}"
-  try:
-    benchmark.run_suite(
-        FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
-        data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
-    )
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  benchmark.run_suite(
+      FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
+      data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
+  )
   print((pathlib.Path(workdir) / "table.md").read_text())
   print(f"Tables, results.jsonl and plots are in {workdir}/")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, progress="/cnn_jax/benchmark/")

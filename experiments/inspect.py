@@ -11,13 +11,12 @@ published figure (torchvision's, or the paper's) when the configuration matches 
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 
 from cnn_jax.errors import UserError
 from cnn_jax.models import create_model
 from cnn_jax.models import receptive_field as rf
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registered model name, e.g. resnet18.")
@@ -29,7 +28,6 @@ NATIVE_SIZE = {"lenet5": 32, "resnet20": 32, "resnet32": 32, "resnet56": 32}
 flags.DEFINE_integer("channels", 3, "Input channels (1 for Fashion-MNIST).")
 flags.DEFINE_integer("num_classes", None, "Output classes (default: the model's own).")
 flags.DEFINE_string("stem", None, "Stem for models that have one: imagenet or cifar.")
-flags.mark_flag_as_required("model")
 
 # Published parameter counts: (count, num_classes, channels, source). torchvision's
 # figures are at 1,000 classes and 3 channels, with the ImageNet stem.
@@ -91,16 +89,11 @@ def inspect_model(name: str, input_size: int, channels: int, num_classes: int | 
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    size = FLAGS.input_size or NATIVE_SIZE.get(FLAGS.model, 224)
-    channels = FLAGS.channels if FLAGS.model != "lenet5" or FLAGS["channels"].present else 1
-    print(inspect_model(FLAGS.model, size, channels, FLAGS.num_classes, FLAGS.stem))
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  del argv
+  size = FLAGS.input_size or NATIVE_SIZE.get(FLAGS.model, 224)
+  channels = FLAGS.channels if FLAGS.model != "lenet5" or FLAGS["channels"].present else 1
+  print(inspect_model(FLAGS.model, size, channels, FLAGS.num_classes, FLAGS.stem))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, required=("model",))

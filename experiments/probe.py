@@ -15,14 +15,13 @@ import json
 import sys
 
 import ml_collections
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from cnn_jax import anchors
 from cnn_jax.data import DATASETS, load_split
-from cnn_jax.errors import UserError
 from cnn_jax.features import EXTRACTORS
 from cnn_jax.probe import PROBES, probe_features
+from experiments import cli
 
 
 def probe_config() -> ml_collections.ConfigDict:
@@ -45,7 +44,7 @@ flags.DEFINE_string("output", None, "Append the result as one JSON line to this 
 flags.DEFINE_string("data_dir", None, "Where raw data files are looked for.")
 flags.DEFINE_string("tfds_dir", None, "TFDS data dir for prepared data sets.")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a data set (needs network).")
-config_flags.DEFINE_config_dict("config", probe_config(), lock_config=True)
+cli.define_config_dict("config", probe_config(), lock_config=True)
 
 
 def feature_params(
@@ -89,21 +88,16 @@ def format_result(r: dict) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   config = FLAGS.config
   if FLAGS.workdir:
     config.cnn.workdir = FLAGS.workdir
   prefix = f"--config.{FLAGS.features}."
   given = frozenset(a[len(prefix):].split("=")[0] for a in sys.argv if a.startswith(prefix))
-  try:
-    result = run(
-        FLAGS.dataset, FLAGS.features, FLAGS.probe, config, given,
-        data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
-    )
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  result = run(
+      FLAGS.dataset, FLAGS.features, FLAGS.probe, config, given,
+      data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
+  )
   print(format_result(result))
   if FLAGS.output:
     with open(FLAGS.output, "a") as f:
@@ -111,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

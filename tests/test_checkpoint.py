@@ -158,6 +158,97 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, caplog, dama
   assert_trees_identical(final_state(workdir), final_state(tmp_path / "reference"))
 
 
+def test_unfinished_save_is_discarded_and_the_restart_says_so(tmp_path, caplog):
+  # A kill during a save leaves `STEP.orbax-checkpoint-tmp` (orbax's name, seen by SIGKILL-ing a
+  # run that checkpoints every step); orbax deletes it when the next run starts.
+  workdir = tmp_path / "run"
+  unfinished = workdir / "checkpoints" / "20.orbax-checkpoint-tmp"
+  unfinished.mkdir(parents=True)
+  summary = _train_once(workdir)
+  assert ("Found an unfinished checkpoint save (step 20) in " in caplog.text
+          and "no complete checkpoint is left, so the run starts from step 0." in caplog.text)
+  assert summary["resumed_from_step"] == 0 and not unfinished.exists()
+  caplog.clear()
+  for step in (40, 44):  # the last two saves never finished: the run resumes from step 35
+    import shutil
+
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  (workdir / "checkpoints" / "40.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+  (workdir / "summary.json").unlink()
+  summary = _train_once(workdir)
+  assert ("Found an unfinished checkpoint save (step 40)" in caplog.text
+          and "resuming from step 35, the latest complete checkpoint." in caplog.text)
+  assert summary["resumed_from_step"] == 35
+  assert _train_once(tmp_path / "again")["resumed_from_step"] == 0
+  assert "unfinished" not in caplog.text.split("resuming from step 35")[1]  # only when found
+
+
+def test_corrupt_checkpoint_recovery_is_one_console_line(tmp_path):
+  workdir = tmp_path / "run"
+  args = cli_args(workdir, checkpoint_every_steps=20, log_every_steps=10)
+  r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  latest = workdir / "checkpoints" / str(max(_steps(workdir)))
+  data = max((p for p in (latest / "state").rglob("*") if p.is_file()), key=os.path.getsize)
+  data.write_bytes(data.read_bytes()[: os.path.getsize(data) // 2])
+  (workdir / "summary.json").unlink()
+  r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  warning = [ln for ln in r.stderr.splitlines() if " is unreadable (" in ln]
+  assert len(warning) == 1 and "; moved it to " in warning[0]
+  assert "checkpoints_corrupt/" in warning[0] and "falling back to the previous one" in warning[0]
+  assert "TensorStore" not in warning[0]
+  for noise in ("Traceback", "Event loop is closed", "Task exception", "Exception ignored"):
+    assert noise not in r.stderr, r.stderr[-3000:]
+  assert len(r.stderr.splitlines()) <= 20, r.stderr[-3000:]
+
+
+def test_leftovers_of_a_failed_orbax_read_go_to_the_debug_log(monkeypatch, caplog, capfd):
+  """What orbax leaves after a failed read, made on purpose: the recovery test above sees it
+  only when the garbage collector happens to run at the right time."""
+  import asyncio
+  import gc
+  import logging
+
+  from cnn_jax.train import checkpoint
+
+  monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+  monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
+  monkeypatch.setattr(checkpoint._mute_failed_read_leftovers, "done", False, raising=False)
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)  # stands for Python's printing hook
+  checkpoint._mute_failed_read_leftovers()
+  code = compile(
+      "class Pending:\n"
+      "  def __await__(self):\n"
+      "    yield\n"
+      "async def read():\n"
+      "  try:\n"
+      "    await Pending()\n"
+      "  except BaseException as e:\n"
+      "    raise Exception('Encountered error while reading array index') from e\n"
+      "async def fail():\n"
+      "  raise ValueError('OUT_OF_RANGE: Error reading')\n",
+      "/site-packages/orbax/checkpoint/_src/serialization/serialization.py", "exec",
+  )
+  fake_orbax = {}
+  exec(code, fake_orbax)  # noqa: S102
+  caplog.set_level(logging.DEBUG)
+  pending = fake_orbax["read"]()
+  pending.send(None)  # suspended at its await, as orbax leaves its other reads
+  loop = asyncio.new_event_loop()
+  task = loop.create_task(fake_orbax["fail"]())
+  loop.run_until_complete(asyncio.sleep(0))  # the task fails; nobody retrieves its exception
+  loop.close()
+  del pending, task
+  gc.collect()
+  assert seen == [] and "Task exception was never retrieved" not in capfd.readouterr().err
+  assert caplog.text.count("Left over from a failed checkpoint read") == 2
+  sys.unraisablehook(type("U", (), {"exc_type": ValueError, "exc_value": ValueError("mine"),
+                                    "exc_traceback": None, "object": None, "err_msg": None})())
+  assert len(seen) == 1  # anything else still reaches the previous hook
+
+
 def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
   c = simple_cnn_fashion_mnist.get_config()
   c.data.name = "digits"

@@ -150,11 +150,45 @@ def test_tpu_vm_dry_run_v4_32():
                       "--accelerator-type=v4-32 --version=tpu-ubuntu2204-base")
   assert lines[2].startswith("gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --worker=all "
                              "--command='(git clone https://example.org/cnn_jax.git")
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+  assert f" && git checkout --detach {head.stdout.strip()} && " in lines[2]  # the exact commit
   assert lines[3] == (
       "gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --worker=all --command='cd cnn_jax"
       " && .venv/bin/python -m experiments.main --config=configs/simple_cnn_fashion_mnist.py "
       "--workdir=/mnt/shared/cnn --config.distributed.mode=always'"
   )
+
+
+@pytest.mark.parametrize("url", ["/work/main", "../cnn_jax", "file:///srv/cnn_jax.git"])
+def test_tpu_vm_refuses_a_local_repo_path(url):
+  r = _launch("experiments.launch.tpu_vm", "--config=configs/simple_cnn_fashion_mnist.py",
+              "--workdir=/mnt/shared/cnn", "--tpu=pod", f"--repo_url={url}", "--dry_run")
+  assert r.returncode == 2 and r.stdout == ""
+  assert r.stderr == (f"error: --repo_url is a local path ({url}), which the TPU hosts cannot "
+                      "clone; pass --repo_url=URL they can reach (e.g. "
+                      "https://github.com/you/cnn_jax.git) and push this commit there.\n")
+
+
+def test_tpu_vm_pins_the_commit_and_refuses_a_dirty_checkout(tmp_path, capsys):
+  from experiments.launch import tpu_vm
+
+  for url in ("https://github.com/a/b.git", "git@github.com:a/b.git", "ssh://host/b"):
+    assert not tpu_vm.is_local_path(url)
+  git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True,  # noqa: E731
+                                  capture_output=True, text=True).stdout.strip()
+  git("init", "-q")
+  (tmp_path / "f.py").write_text("x = 1\n")
+  git("add", "f.py")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+  head = git("rev-parse", "HEAD")
+  assert tpu_vm.pinned_commit(tmp_path, dry_run=False) == head
+  (tmp_path / "f.py").write_text("x = 2\n")
+  assert tpu_vm.pinned_commit(tmp_path, dry_run=True) == head  # a dry run warns
+  assert "warning: the checkout has uncommitted changes in 1 file;" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    tpu_vm.pinned_commit(tmp_path, dry_run=False)
+  assert e.value.code == 2
+  assert f"TPU hosts would run commit {head[:12]} without them" in capsys.readouterr().err
 
 
 def test_every_batch_norm_model_accepts_the_pmap_axis():

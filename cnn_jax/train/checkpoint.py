@@ -8,15 +8,22 @@ an uninterrupted one. The data order and dropout keys are functions of
 (seed, step), so restoring the step restores the RNG state.
 
 Orbax writes each checkpoint into a temporary folder and renames it when
-complete, so a kill during a save leaves the previous checkpoints intact. A
-checkpoint that cannot be read (truncated or missing files) is moved to
-`WORKDIR/checkpoints_corrupt/` - never deleted - and the previous one is used.
+complete, so a kill during a save leaves the previous checkpoints intact; the
+unfinished save is deleted when the run restarts, which says so. A checkpoint
+that cannot be read (truncated or missing files) is moved to
+`WORKDIR/checkpoints_corrupt/` - never deleted - and the previous one is used;
+the console shows one line about it, the details go to the debug log.
 """
 
 from __future__ import annotations
 
+import gc
+import logging as std_logging
+import re
 import shutil
+import sys
 import time
+import traceback
 from typing import Any
 
 import jax
@@ -59,6 +66,60 @@ def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   }
 
 
+# Orbax saves step N into `N.orbax-checkpoint-tmp[-<timestamp>]` and renames it when complete
+# (orbax/checkpoint/_src/path/atomicity.py); `cleanup_tmp_directories` deletes leftovers.
+UNFINISHED_SAVE = re.compile(r"(\d+)\.orbax-checkpoint-tmp")
+
+
+def _reason(error: BaseException) -> str:
+  """The innermost cause's first line, without TensorStore's multi-line spec."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  text = str(error).split(" See full TensorStore details")[0].strip()
+  return (text.splitlines()[0][:300] if text else "") or type(error).__name__
+
+
+def _after_failed_read(text: str) -> bool:
+  return "/orbax/" in text or "Event loop is closed" in text
+
+
+def _mute_failed_read_leftovers() -> None:
+  """Sends what a failed orbax read leaves behind to the debug log instead of the console.
+
+  When one array of a checkpoint cannot be read, orbax closes its event loop with the other
+  reads still pending. When Python collects them (at any time, often at exit) each prints its
+  exception with the full TensorStore spec - hundreds of lines - through `sys.unraisablehook`
+  ("Exception ignored in: <coroutine ...>", "RuntimeError: Event loop is closed") or the
+  `asyncio` logger ("Task exception was never retrieved"). Other messages pass unchanged.
+  """
+  if getattr(_mute_failed_read_leftovers, "done", False):
+    return
+  _mute_failed_read_leftovers.done = True
+  previous_hook = sys.unraisablehook
+
+  def unraisable_hook(u):
+    text = "".join(traceback.format_exception(u.exc_type, u.exc_value, u.exc_traceback))
+    if not _after_failed_read(f"{u.object!r} {text}"):
+      previous_hook(u)
+      return
+    try:
+      logging.debug("Left over from a failed checkpoint read (%r): %s", u.object, text)
+    except Exception:  # noqa: BLE001,S110 - at interpreter exit logging may be gone already
+      pass
+
+  def asyncio_filter(record: std_logging.LogRecord) -> bool:
+    text = record.getMessage()
+    if record.exc_info:
+      text += "".join(traceback.format_exception(*record.exc_info))
+    if not _after_failed_read(text):
+      return True
+    logging.debug("Left over from a failed checkpoint read: %s", text)
+    return False
+
+  sys.unraisablehook = unraisable_hook
+  std_logging.getLogger("asyncio").addFilter(asyncio_filter)
+
+
 class Checkpointer:
   """Saves every `every_steps` steps (and on demand), keeps the last `keep`."""
 
@@ -66,7 +127,15 @@ class Checkpointer:
     self.directory = run.checkpoint_dir
     self.corrupt_dir = run.corrupt_dir
     self.every_steps = every_steps
+    # Saves a killed run left unfinished; the manager deletes them as it starts.
+    self.unfinished = self._unfinished_saves()
     self._manager = run.checkpoint_manager(keep=keep, create=True)
+
+  def _unfinished_saves(self) -> list[int]:
+    if not self.directory.is_dir():
+      return []
+    found = (UNFINISHED_SAVE.match(p.name) for p in self.directory.iterdir())
+    return sorted({int(m.group(1)) for m in found if m})
 
   def due(self, step: int) -> bool:
     return bool(self.every_steps) and step % self.every_steps == 0
@@ -128,17 +197,33 @@ class Checkpointer:
       except Exception as e:  # noqa: BLE001 - truncated or missing array files
         self._quarantine(step, e)
         continue
+      self._report_unfinished(step)
       logging.info("Resuming from checkpoint %s.", self.directory / str(step))
       return tree_to_state(template, restored["state"]), dict(restored["meta"])
+    self._report_unfinished(None)
     return None
 
+  def _report_unfinished(self, resumed_step: int | None) -> None:
+    if not self.unfinished:
+      return
+    saves = ", ".join(str(s) for s in self.unfinished)
+    logging.warning(
+        "Found an unfinished checkpoint save (step %s) in %s: the previous run stopped while "
+        "saving it. Discarded it; %s.", saves, self.directory,
+        f"resuming from step {resumed_step}, the latest complete checkpoint" if resumed_step
+        is not None else "no complete checkpoint is left, so the run starts from step 0",
+    )
+
   def _quarantine(self, step: int, error: Exception) -> None:
+    _mute_failed_read_leftovers()
     self.corrupt_dir.mkdir(parents=True, exist_ok=True)
     target = self.corrupt_dir / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
-    message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
     logging.warning(
         "Checkpoint %s is unreadable (%s); moved it to %s and falling back to the previous one.",
-        self.directory / str(step), message, target,
+        self.directory / str(step), _reason(error), target,
     )
+    logging.debug("Reading checkpoint %s failed:\n%s", self.directory / str(step),
+                  "".join(traceback.format_exception(error)))
     shutil.move(str(self.directory / str(step)), str(target))
     self._manager.reload()
+    gc.collect()  # the failed read's leftovers are reported now, to the debug log

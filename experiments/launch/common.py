@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 
 import ml_collections
 
@@ -29,8 +28,3 @@ def train_command(
 def check_devices(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Fails before anything is submitted when the global batch does not split evenly."""
   check_batch_size(config.batch_size, num_devices)
-
-
-def fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)

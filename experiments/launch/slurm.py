@@ -16,10 +16,10 @@ import shlex
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from cnn_jax.errors import UserError
+from experiments import cli
 from experiments.launch import common
 
 FLAGS = flags.FLAGS
@@ -33,7 +33,6 @@ flags.DEFINE_string("time", "24:00:00", "Wall-clock limit.")
 flags.DEFINE_string("job_name", "cnn_jax", "Job name.")
 flags.DEFINE_string("setup", "source .venv/bin/activate", "Shell line run on each node first.")
 flags.DEFINE_bool("dry_run", False, "Print the script and the sbatch command; submit nothing.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def render_sbatch(
@@ -68,10 +67,7 @@ def render_sbatch(
 def main(argv):
   del argv
   overrides = common.config_overrides(sys.argv)
-  try:
-    common.check_devices(FLAGS.config, FLAGS.nodes * FLAGS.gpus_per_node)
-  except UserError as e:
-    common.fail(str(e))
+  common.check_devices(FLAGS.config, FLAGS.nodes * FLAGS.gpus_per_node)
   script = render_sbatch(
       config_path=config_flags.get_config_filename(FLAGS["config"]),
       workdir=FLAGS.workdir, overrides=overrides, nodes=FLAGS.nodes,
@@ -89,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, required=("config", "workdir"))
