@@ -35,8 +35,9 @@ where `xp` is the zero-padded input.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def max_pool_backward(
   winner's derivative is 1 and the others' 0. Overlapping windows (stride <
   window) can pick the same pixel: their gradients add up.
   """
-  kh, kw = _pair(window)
+  _, kw = _pair(window)
   sh, sw = _pair(strides if strides is not None else window)
   b, ho, wo, c = dy.shape
   dx = np.zeros(x_shape, dy.dtype)
@@ -606,13 +607,14 @@ def conv_as_dense_matrix(
   return matrix, tie
 
 
-def tied_weight_gradient(dmatrix: np.ndarray, tie: np.ndarray, kernel_shape: Sequence[int]) -> np.ndarray:
+def tied_weight_gradient(
+    dmatrix: np.ndarray, tie: np.ndarray, kernel_shape: Sequence[int]
+) -> np.ndarray:
   """The gradient of each shared kernel weight: the SUM of the gradients of all the
   matrix entries that are copies of it (`tie`). Structural zeros get none."""
   used = tie >= 0
-  return np.bincount(tie[used], weights=dmatrix[used], minlength=int(np.prod(kernel_shape))).reshape(
-      kernel_shape
-  )
+  total = np.bincount(tie[used], weights=dmatrix[used], minlength=int(np.prod(kernel_shape)))
+  return total.reshape(kernel_shape)
 
 
 def conv_backward_via_dense(
