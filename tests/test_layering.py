@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "cnn_jax"
 RANK = {
-    "errors": 0, "registry": 0, "console": 0,
+    "errors": 0, "registry": 0, "console": 0, "backprop_reference": 0,
     "data": 1, "layers": 1,
     "anchors": 2, "models": 2,
     "run": 3,
