@@ -134,3 +134,16 @@ def test_anchor_and_formatting_for_fashion_mnist():
   md = tables.render_markdown(tables.build_table("s", info, exps, records, prov))
   assert "| hog_svm | HOG + RBF SVM (C=10; <= 20k train) | engineered | 1,296 features | 1.0 | 0.9200 | 1 (seed-independent) | 0.926 (HOG + SVM) |" in md
   assert "| 0.9200 ± 0.0141 | 2 | 0.916 (2 conv + pooling (TensorFlow tutorial)) |" in md
+
+
+def test_unprepared_tfds_data_set_names_the_benchmark_flag_and_leaves_no_workdir(tmp_path):
+  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "empty_tfds"))
+  workdir = tmp_path / "suite"
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--dataset=mnist", f"--workdir={workdir}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+  )
+  assert r.returncode == 2 and "Traceback" not in r.stderr
+  assert "TFDS data set 'mnist' is not prepared" in r.stderr
+  assert "--download (experiments.benchmark" in r.stderr  # a flag this CLI has
+  assert not workdir.exists()
