@@ -148,8 +148,10 @@ def geometries(
             if r.spec.feature and r.spec.kind not in ("shortcut", "branch")}
   except ValueError:
     rows = {}
+  order = [n for n in rows if n in shapes] + [n for n in shapes if n not in rows]
   out = {}
-  for name, shape in shapes.items():
+  for name in order:  # in the model's layer order
+    shape = shapes[name]
     if len(shape) == 1:
       out[name] = Geometry(name, shape, input_size, input_size, 0, input_size, stored_size)
     elif len(shape) == 3 and name in rows:
