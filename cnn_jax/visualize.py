@@ -26,8 +26,10 @@ is clipped at the border and flagged `clipped`.
 `top_patches` finds, per channel, the `top` largest activations over a whole
 split in one jit-compiled `lax.scan` over batches: each batch's activations
 `[B*positions]` per channel go through `lax.top_k`, merged with the running
-top-k carried on the device (ties go to the earlier image). Dense (non-spatial)
-features have one "position": their patch is the whole image.
+top-k carried on the device (ties go to the earlier image). The top-k runs over
+images and positions together, so one image can appear twice (a pattern seen at
+two neighbouring positions). Dense (non-spatial) features have one "position":
+their patch is the whole image.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import dataclasses
 import functools
 import math
 import pathlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -342,7 +345,8 @@ def draw_top_patches(
   for r in records:
     ax = axes[row_of[r["unit"]], r["rank"]]
     ax.imshow(patch_canvas(images[r["image"]], r), interpolation="nearest")
-    ax.set_xlabel(f"{r['activation']:.2f}", fontsize=7, labelpad=2)
+    v = r["activation"]
+    ax.set_xlabel(f"{v:.4f}" if abs(v) < 100 else f"{v:.4g}", fontsize=7, labelpad=2)
     if r["clipped"]:
       for spine in ax.spines.values():
         spine.set_visible(True)

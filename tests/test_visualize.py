@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO
 
 from cnn_jax import visualize
 from cnn_jax.data import Normalization, load_split
 from cnn_jax.models import create_model
 from cnn_jax.models.receptive_field import LayerSpec
 from cnn_jax.run import Run
-from conftest import REPO
 
 VERTICAL_LINE = np.array([[-1.0, 1.0, -1.0]] * 3)  # the lecture's vertical-line filter
 
@@ -144,8 +144,7 @@ def test_cli_writes_the_pictures_and_nothing_else(digits_run, tmp_path):
           for args in ([f"--workdir={digits_run}", "--top=5", "--units=4", "--image=3"],
                        [f"--workdir={digits_run}", "--layer=C9"],
                        [f"--workdir={not_a_run}"])]
-  (ok_out, ok_err), (bad_out, bad_err), (none_out, none_err) = [r.communicate(timeout=300)
-                                                                for r in runs]
+  (_, ok_err), (_, bad_err), (_, none_err) = [r.communicate(timeout=300) for r in runs]
   assert runs[0].returncode == 0, ok_err
   out = digits_run / "visualize"
   names = sorted(p.name for p in out.iterdir())
