@@ -518,6 +518,7 @@ def visualize_run(
     draw_filters(conv[1], path, f"{what}: {conv[0]} kernels")
     written.append(path)
   maps = feature_maps(model, variables, evaluated.images[image], normalize)
+  maps = {k: maps[k] for k in [*geoms, *maps] if k in maps}  # in the model's layer order
   path = out_dir / f"feature_maps_{image}.png"
   label = ""
   if evaluated.class_names:
