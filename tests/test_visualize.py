@@ -4,6 +4,7 @@ exactly the receptive field; the CLI writes its pictures and nothing else."""
 import hashlib
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -122,16 +123,43 @@ def _tree_hash(path: pathlib.Path) -> str:
   return h.hexdigest()
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-  from cnn_jax.train import train_and_evaluate
-  from configs import lenet5_digits
+SUITE = "test_visualize"
 
-  config = lenet5_digits.get_config()
-  config.num_epochs = 1
-  workdir = tmp_path_factory.mktemp("lenet5_digits")
-  train_and_evaluate(config, str(workdir))
-  return workdir
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+  """A one-experiment suite (configs/lenet5_digits.py, 1 epoch, seed 0), without pictures."""
+  from cnn_jax import benchmark
+
+  if SUITE not in benchmark.SUITES:
+    benchmark.register(benchmark.Experiment(
+        name="vis_lenet5", kind="learned", representation="LeNet-5, 1 epoch",
+        recipe="configs/lenet5_{dataset}.py", overrides={"num_epochs": 1},
+    ))
+    benchmark.register_suite(SUITE, ("vis_lenet5",))
+  workdir = tmp_path_factory.mktemp("suite")
+  benchmark.run_suite(SUITE, "digits", 1, workdir)
+  return workdir, workdir / "runs" / "vis_lenet5" / "seed_0" / "train"
+
+
+@pytest.fixture(scope="module")
+def digits_run(suite_run):
+  return suite_run[1]
+
+
+def test_suite_writes_the_pictures_beside_its_table_only_when_asked(suite_run):
+  from cnn_jax import benchmark
+
+  workdir, train_dir = suite_run
+  assert not (train_dir / "visualize").exists()  # off by default
+  results = (workdir / "results.jsonl").read_text()
+  rows = json.loads((workdir / "table.json").read_text())["rows"]
+  benchmark.run_suite(SUITE, "digits", 1, workdir, visualize=True)  # the run is done: skipped
+  assert sorted(p.name for p in (train_dir / "visualize").iterdir()) == [
+      "feature_maps_0.png", "filters_C1.png", "top_patches_C3.json", "top_patches_C3.png"]
+  assert (workdir / "results.jsonl").read_text() == results
+  assert json.loads((workdir / "table.json").read_text())["rows"] == rows
+  shutil.rmtree(train_dir / "visualize")
 
 
 def test_cli_writes_the_pictures_and_nothing_else(digits_run, tmp_path):
