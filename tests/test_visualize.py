@@ -107,6 +107,14 @@ def test_reported_patch_is_the_true_receptive_field_of_lenet5_c3():
   _check_true_fields(create_model("lenet5", pool="avg"), images, 28, "C3", (2, 14, 2))
 
 
+def test_reported_patch_is_the_true_receptive_field_with_same_padding():
+  """SimpleCNN: SAME-padded 3x3 convs, each followed by a 2x2 pool (offset 3, jump 4)."""
+  images = np.random.default_rng(2).integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)
+  model = create_model("simple_cnn", conv_features=(4, 4), dense_features=(8,), pool="avg",
+                       activation="tanh")
+  _check_true_fields(model, images, 28, "conv2", (4, 10, 3))
+
+
 def test_reported_patch_is_the_true_receptive_field_through_a_resize():
   """8x8 images upsampled to 24x24 (as configs/lenet5_digits.py does): boxes in stored pixels."""
   images = np.random.default_rng(1).integers(0, 256, (10, 8, 8, 1), dtype=np.uint8)
