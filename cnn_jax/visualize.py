@@ -120,6 +120,8 @@ class Geometry:
     clo, chi = max(lo, 0), min(hi, n)
     rows = np.flatnonzero(_support(m, n)[:, clo:chi].any(axis=1))
     scale = m / n
+    if not rows.size:  # a field wholly in the padding: an empty box
+      return 0, 0, round((hi - lo) * scale), 0
     return (int(rows[0]), int(rows[-1]) + 1, round((clo - lo) * scale),
             round((hi - chi) * scale))
 
