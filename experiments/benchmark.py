@@ -4,6 +4,10 @@
   python -m experiments.benchmark --suite=features_vs_learned --dataset=fashion_mnist \\
       --seeds=3 --workdir=workdirs/fvl_fashion_mnist
   python -m experiments.benchmark --list
+  python -m experiments.benchmark --visualize   # also: each trained run's pictures
+
+`--visualize` writes `python -m experiments.visualize`'s pictures of every trained
+run into its `runs/<experiment>/seed_<s>/train/visualize/` (the tables do not change).
 
 Rerunning the same command resumes: finished (experiment, seed) runs are skipped.
 """
@@ -25,6 +29,8 @@ flags.DEFINE_string("data_dir", None, "Where raw data files are looked for.")
 flags.DEFINE_string("tfds_dir", None, "TFDS data dir for prepared data sets.")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a data set (needs network).")
 flags.DEFINE_bool("list", False, "List experiments and suites, then exit.")
+flags.DEFINE_bool("visualize", False, "Also write each trained run's pictures (top patches, "
+                  "filters, feature maps) into runs/<exp>/seed_<s>/train/visualize/.")
 
 
 def list_registry() -> str:
@@ -48,6 +54,7 @@ def main(argv):
   benchmark.run_suite(
       FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
       data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
+      visualize=FLAGS.visualize,
   )
   print((pathlib.Path(workdir) / "table.md").read_text())
   print(f"Tables, results.jsonl and plots are in {workdir}/")

@@ -3,6 +3,8 @@
 Layout of the suite's workdir:
   runs/<experiment>/seed_<s>/result.json   one finished run (written atomically)
   runs/<experiment>/seed_<s>/train/        an end-to-end run's own workdir (checkpoints)
+  runs/<experiment>/seed_<s>/train/visualize/   its pictures, with `visualize=True` (off by
+                                           default): top patches, first-layer filters, feature maps
   results.jsonl, table.md, table.csv, table.json, accuracy_vs_time.png, learning_curves.png
 
 A run whose `result.json` exists with the same config hash is skipped, so an
@@ -21,6 +23,7 @@ from absl import logging
 
 from cnn_jax import data as data_lib
 from cnn_jax import probe as probe_lib
+from cnn_jax import visualize as visualize_lib
 from cnn_jax.benchmark import experiments as _experiments  # noqa: F401  (registers them)
 from cnn_jax.benchmark import plots, tables
 from cnn_jax.benchmark.provenance import config_hash, git_state, provenance
@@ -64,6 +67,15 @@ def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
 RUNNERS = {"probe": _run_probe, "train": _run_train}
 
 
+def _visualize(exp: Experiment, seed: int, workdir: pathlib.Path, splits) -> None:
+  """The pictures of a trained run, unless it has them already."""
+  train_dir = run_dir(workdir, exp.name, seed) / "train"
+  if exp.runner != "train" or (train_dir / "visualize").is_dir():
+    return
+  for path in visualize_lib.visualize_run(train_dir, splits=splits()):
+    logging.info("%s seed %d: wrote %s", exp.name, seed, path)
+
+
 def plan(names: list[Experiment], seeds: list[int]) -> list[tuple[Experiment, int]]:
   """(experiment, seed) pairs in order; seed-independent experiments run once."""
   order = [e.name for e in names]
@@ -82,10 +94,14 @@ def run_suite(
     data_dir: str | None = None,
     tfds_dir: str | None = None,
     download: bool = False,
+    visualize: bool = False,
 ) -> dict[str, Any]:
   """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table.
 
   Bad names and missing data are reported before the workdir is created.
+  `visualize`: each trained run also gets `cnn_jax.visualize`'s pictures (default
+  layer, on the test split) in its `train/visualize/`, written once; the tables
+  do not change.
   """
   git = git_state()  # the code this invocation runs, before anything else can change it
   experiments = suite(suite_name)
@@ -115,6 +131,8 @@ def run_suite(
     if path.exists() and json.loads(path.read_text()).get("config_hash") == h:
       logging.info("[%d/%d] %s seed %d: done before, skipped.", i + 1, len(todo), exp.name, seed)
       records.append(json.loads(path.read_text()))
+      if visualize:
+        _visualize(exp, seed, workdir, splits)
       continue
     logging.info("[%d/%d] %s seed %d ...", i + 1, len(todo), exp.name, seed)
     result = RUNNERS[exp.runner](exp, config, workdir, splits)
@@ -125,6 +143,8 @@ def run_suite(
     }
     write_json_atomic(path, record)
     records.append(record)
+    if visualize:
+      _visualize(exp, seed, workdir, splits)
     logging.info(
         "[%d/%d] %s seed %d: test accuracy %.4f (%.1f s).", i + 1, len(todo), exp.name, seed,
         result["test_accuracy"], result["time_s"],
