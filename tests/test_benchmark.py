@@ -147,3 +147,19 @@ def test_unprepared_tfds_data_set_names_the_benchmark_flag_and_leaves_no_workdir
   assert "TFDS data set 'mnist' is not prepared" in r.stderr
   assert "--download (experiments.benchmark" in r.stderr  # a flag this CLI has
   assert not workdir.exists()
+
+
+def test_rows_computed_by_other_code_are_named_in_the_provenance(first_run, tmp_path):
+  import shutil
+
+  workdir = tmp_path / "copy"
+  shutil.copytree(first_run, workdir)
+  assert "carried over" not in (workdir / "table.md").read_text()  # one invocation, one commit
+  path = workdir / "runs" / "raw" / "seed_0" / "result.json"
+  record = json.loads(path.read_text())
+  assert len(record["git_commit"]) == 40
+  path.write_text(json.dumps({**record, "git_commit": "0" * 40, "git_dirty": True}))
+  benchmark.run_suite(SUITE, "digits", 2, workdir)  # every run is skipped: all done before
+  md = (workdir / "table.md").read_text()
+  assert ("- computed by other code and carried over: raw/seed_0 at 000000000000 "
+          "(uncommitted changes)") in md

@@ -139,7 +139,9 @@ def run_suite(
     record = {
         "experiment": exp.name, "seed": seed, "dataset": dataset, "kind": exp.kind,
         "representation": exp.representation, "uses_seed": exp.uses_seed,
-        "config_hash": h, "config": json.loads(config.to_json(sort_keys=True)), **result,
+        "config_hash": h, "config": json.loads(config.to_json(sort_keys=True)),
+        # The code that computed this record (a later invocation may carry it over).
+        "git_commit": git[0], "git_dirty": git[1], **result,
     }
     write_json_atomic(path, record)
     records.append(record)

@@ -50,8 +50,21 @@ def build_table(
     })
   return {
       "suite": suite, "dataset": dataset.name, "note": dataset.note, "rows": rows,
-      "provenance": prov,
+      "provenance": {**prov, "carried_over": carried_over(records, prov)},
   }
+
+
+def carried_over(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[str]:
+  """The records computed by other code than the table's commit (finished runs that a
+  resumed suite skipped), as "experiment/seed_s at COMMIT"."""
+  here = (prov["git_commit"], prov["git_dirty"])
+  out = []
+  for r in records:
+    there = (r.get("git_commit"), r.get("git_dirty"))
+    if there != here:
+      commit = (there[0] or "an unrecorded commit")[:12] + (" (uncommitted changes)" if there[1] else "")
+      out.append(f"{r['experiment']}/seed_{r['seed']} at {commit}")
+  return out
 
 
 def _cells(row: dict[str, Any]) -> dict[str, str]:
@@ -98,6 +111,8 @@ def render_markdown(table: dict[str, Any]) -> str:
       "## Provenance",
       "",
       f"- commit: {p['git_commit']} (uncommitted changes: {p['git_dirty']})",
+      *([f"- computed by other code and carried over: {', '.join(p['carried_over'])}"]
+        if p.get("carried_over") else []),
       f"- devices: {p['device_count']} x {p['device_kind']} ({p['platform']})",
       f"- seeds: {', '.join(map(str, p['seeds']))}",
       f"- python {p['python']}; {packages}",
