@@ -76,10 +76,11 @@ def single_runs() -> str:
       runs.sort(key=lambda r: r["seed"])
       recipe = EXPERIMENTS.get(name).recipe.format(dataset=dataset)
       accs = " / ".join(f"{r['test_accuracy']:.4f}" for r in runs)
-      times = [r["time_s"] for r in runs]
+      low, high = (f"{t:.0f}" for t in (min(r["time_s"] for r in runs),
+                                           max(r["time_s"] for r in runs)))
       lines.append(
           f"| `{recipe}` ({runs[0]['config']['train']['num_epochs']} epochs) | {accs} | "
-          f"{min(times):.0f}–{max(times):.0f} |"
+          f"{low if low == high else f'{low}–{high}'} |"
       )
   return "\n".join(lines)
 
@@ -94,10 +95,10 @@ def blocks() -> dict[str, str]:
 
 def render(readme: str) -> str:
   for name, text in blocks().items():
-    pattern = re.compile(rf"(<!-- begin {name} -->\n).*?(\n<!-- end {name} -->)", re.S)
+    pattern = re.compile(rf"(<!-- begin {name} -->\n).*?(<!-- end {name} -->)", re.S)
     if not pattern.search(readme):
       raise SystemExit(f"README.md has no <!-- begin {name} --> ... <!-- end {name} --> block.")
-    readme = pattern.sub(lambda m: m.group(1) + text + m.group(2), readme)
+    readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
   return readme
 
 
