@@ -140,6 +140,61 @@ class Conv2D(nn.Module):
     return y
 
 
+class LocallyConnected2D(nn.Module):
+  """A convolution WITHOUT parameter sharing: the same geometry as `Conv2D` (kernel size,
+  strides, padding, `features` output channels), but every output position has its own
+  kernel and bias (local connectivity kept, weight tying dropped).
+
+  Output channel `k` at `(i, j)` is
+  `sum_{c, u, v} x[i*s+u, j*s+v, c] * kernel[i, j, u, v, c, k] + bias[i, j, k]`;
+  setting `kernel[i, j] = K` and `bias[i, j] = b` for every position gives `Conv2D` with
+  kernel `K` and bias `b`, exactly.
+
+  Parameters: `kernel [H', W', kh, kw, C_in, features]` and `bias [H', W', features]`, so
+  `H' W' (kh kw C_in features + features)` in all — `H' W'` times the conv's
+  `kh kw C_in features + features`. Computed as one batched einsum over the patches that
+  `lax.conv_general_dilated_patches` extracts (no loop over positions).
+  """
+
+  features: int
+  kernel_size: IntOrPair
+  strides: IntOrPair = 1
+  padding: Padding = "VALID"
+  use_bias: bool = True
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  # fan-in = kh kw C_in per position (the two position axes are batch axes of the init).
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal(batch_axis=(0, 1))
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_images(x, "LocallyConnected2D")
+    kh, kw = _pair(self.kernel_size, "kernel_size")
+    c = x.shape[-1]
+    x = nn.dtypes.promote_dtype(x, dtype=self.dtype)[0]
+    # [B, H', W', C kh kw], features ordered (c, u, v).
+    patches = lax.conv_general_dilated_patches(
+        x, (kh, kw), _pair(self.strides, "strides"), _padding(self.padding),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    b, ho, wo, _ = patches.shape
+    patches = patches.reshape(b, ho, wo, c, kh, kw)
+    kernel = self.param(
+        "kernel", self.kernel_init, (ho, wo, kh, kw, c, self.features), self.param_dtype
+    )
+    bias = (
+        self.param("bias", self.bias_init, (ho, wo, self.features), self.param_dtype)
+        if self.use_bias
+        else None
+    )
+    kernel, bias = nn.dtypes.promote_dtype(kernel, bias, dtype=self.dtype)
+    y = jnp.einsum("bijcuv,ijuvck->bijk", patches, kernel)
+    if bias is not None:
+      y = y + bias
+    return y
+
+
 class Pool(nn.Module):
   """Max or average pooling over `window` with `strides` (default: = window)."""
 
