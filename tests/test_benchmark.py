@@ -163,3 +163,32 @@ def test_rows_computed_by_other_code_are_named_in_the_provenance(first_run, tmp_
   md = (workdir / "table.md").read_text()
   assert ("- computed by other code and carried over: raw/seed_0 at 000000000000 "
           "(uncommitted changes)") in md
+
+
+def test_committed_results_hash_to_todays_configs():
+  """Every committed suite record's config hash is the one today's registry gives for the
+  same (experiment, data set, seed): fields added since are hash-neutral at their default,
+  so a resumed suite does not recompute finished runs (and a changed recipe is noticed)."""
+  from cnn_jax.benchmark.provenance import config_hash
+
+  records = [
+      json.loads(line)
+      for path in sorted((REPO / "benchmarks" / "results").glob("*/results.jsonl"))
+      for line in path.read_text().splitlines()
+  ]
+  assert len(records) >= 20
+  for r in records:
+    assert config_hash(r["config"]) == r["config_hash"], r["experiment"]
+    now = benchmark.EXPERIMENTS.get(r["experiment"]).config(r["dataset"], r["seed"])
+    assert config_hash(now) == r["config_hash"], (r["dataset"], r["experiment"], r["seed"])
+
+
+def test_a_field_at_its_hash_neutral_default_leaves_the_hash_unchanged(monkeypatch):
+  from cnn_jax.benchmark import provenance
+
+  config = {"train": {"seed": 0, "new_field": 1}}
+  before = provenance.config_hash(config)
+  monkeypatch.setitem(provenance.HASH_NEUTRAL_DEFAULTS, "train.new_field", 1)
+  assert provenance.config_hash(config) == provenance.config_hash({"train": {"seed": 0}})
+  assert provenance.config_hash(config) != before
+  assert provenance.config_hash({"train": {"seed": 0, "new_field": 2}}) != provenance.config_hash(config)

@@ -20,9 +20,29 @@ PACKAGES = (
 )
 
 
-def config_hash(config: ml_collections.ConfigDict) -> str:
-  """A stable short hash of a config (sorted JSON)."""
-  text = config.to_json(sort_keys=True) if hasattr(config, "to_json") else json.dumps(config)
+# Fields added to configs after results were committed, with the default that computes
+# exactly what the code did before they existed. At that default a field is left out of
+# the hash, so finished runs stay valid (a resumed suite does not recompute them); at any
+# other value it is hashed like every other field. Keys are dotted paths in a suite
+# config ("train." for training runs, "features." / "probe." for probe runs).
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+
+
+def _drop_neutral(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    path = prefix + key
+    if isinstance(value, dict):
+      out[key] = _drop_neutral(value, path + ".")
+    elif not (path in HASH_NEUTRAL_DEFAULTS and value == HASH_NEUTRAL_DEFAULTS[path]):
+      out[key] = value
+  return out
+
+
+def config_hash(config: ml_collections.ConfigDict | dict[str, Any]) -> str:
+  """A stable short hash of a config (sorted JSON, `HASH_NEUTRAL_DEFAULTS` left out)."""
+  tree = json.loads(config.to_json()) if hasattr(config, "to_json") else config
+  text = json.dumps(_drop_neutral(tree), sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
