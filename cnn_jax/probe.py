@@ -209,6 +209,7 @@ def probe_features(
     test: Split,
     *,
     batch_size: int = 1000,
+    labelled: np.ndarray | None = None,
     **extra: Any,
 ) -> ProbeResult:
   """Extract-then-probe, the one path every caller uses (the benchmark and `experiments.probe`).
@@ -217,7 +218,9 @@ def probe_features(
   fits anything), extracts both splits in batches, fits the probe `probe` (`name` +
   settings) on the training features and scores it on the test features. The
   extraction time includes building (fitting) the extractor. `extra`: extractor
-  arguments that cannot live in a config (in-memory models).
+  arguments that cannot live in a config (in-memory models). `labelled`: indices of
+  the training examples whose labels the probe may use (learning from few labels);
+  the extractor is still built from every training image, which needs no labels.
   """
   probe = dict(probe)
   name = probe.pop("name")
@@ -226,9 +229,12 @@ def probe_features(
   fn = features_lib.make_extractor(
       features, image_shape=train.images.shape[1:], train_images=train.images, **extra
   )
-  train_feats = features_lib.apply_in_batches(fn, train.images, batch_size)
+  train_images, train_labels = train.images, train.labels
+  if labelled is not None:
+    train_images, train_labels = train_images[labelled], train_labels[labelled]
+  train_feats = features_lib.apply_in_batches(fn, train_images, batch_size)
   test_feats = features_lib.apply_in_batches(fn, test.images, batch_size)
   extract_time = time.perf_counter() - start
   return PROBES.get(name)(
-      train_feats, train.labels, test_feats, test.labels, extract_time_s=extract_time, **probe
+      train_feats, train_labels, test_feats, test.labels, extract_time_s=extract_time, **probe
   )

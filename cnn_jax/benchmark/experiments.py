@@ -51,3 +51,52 @@ register_suite("features_vs_learned", (
 ))
 register_suite("engineered", ("raw", "hog", "hog_svm", "lbp", "gabor"))
 register_suite("smoke", ("raw", "hog", "lenet5", "lenet5_frozen"))
+
+
+# Greedy layer-wise pre-training (Bengio et al. 2007): for a deep MLP and a conv stack,
+# pre-trained (denoising autoencoders on every training image, no labels) + fine-tuned,
+# against the same network from random initialisation and against a linear probe on the
+# frozen pre-trained stack, at three labelled-set sizes. Every fine-tuning run makes the
+# same number of updates (FINETUNE_STEPS of FINETUNE_BATCH: 2 epochs of 60,000), so the
+# rows differ only in the labels they see; the test split is evaluated twice per run.
+LABELLED_SIZES = (600, 6_000, 60_000)
+FINETUNE_STEPS, FINETUNE_BATCH = 1_200, 100
+PRETRAIN_EPOCHS = 3  # per layer
+
+for arch, title, recipe, top in [
+    ("mlp", "MLP 784-1000-1000-1000-10", "configs/mlp_{dataset}.py", "fc3"),
+    ("convs", "conv stack 2x(5x5 conv, pool)", "configs/conv_stack_{dataset}.py", "conv2"),
+]:
+  register(Experiment(
+      name=f"{arch}_pretrain", kind="unsupervised",
+      representation=f"{title}: greedy layer-wise denoising autoencoders",
+      recipe=recipe, pretrain={"epochs": PRETRAIN_EPOCHS},
+  ))
+  for n in LABELLED_SIZES:
+    epochs = FINETUNE_STEPS * FINETUNE_BATCH // n
+    budget = {"num_epochs": epochs, "eval_every_epochs": max(1, epochs // 2),
+              "batch_size": FINETUNE_BATCH}
+    register(Experiment(
+        name=f"{arch}_scratch_{n}", kind="learned",
+        representation=f"{title}, random init, {n:,} labels", recipe=recipe,
+        overrides=budget, labels=n, group=f"{title}: random init",
+    ))
+    register(Experiment(
+        name=f"{arch}_finetuned_{n}", kind="learned",
+        representation=f"{title}, pre-trained + fine-tuned, {n:,} labels", recipe=recipe,
+        overrides=budget, labels=n, needs=f"{arch}_pretrain",
+        group=f"{title}: pre-trained + fine-tuned",
+    ))
+    register(Experiment(
+        name=f"{arch}_frozen_{n}", kind="unsupervised",
+        representation=f"{title}, frozen pre-trained {top} + linear probe, {n:,} labels",
+        features={"name": "cnn", "layer": top}, needs=f"{arch}_pretrain", labels=n,
+        group=f"{title}: frozen pre-trained + linear probe",
+    ))
+
+register_suite("layerwise_pretraining", tuple(
+    name for arch in ("mlp", "convs") for name in (
+        f"{arch}_pretrain",
+        *(f"{arch}_{how}_{n}" for n in LABELLED_SIZES for how in ("scratch", "finetuned", "frozen")),
+    )
+))

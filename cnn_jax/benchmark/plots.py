@@ -41,6 +41,37 @@ def accuracy_vs_time(table: dict[str, Any], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def accuracy_vs_labels(table: dict[str, Any], path: pathlib.Path) -> bool:
+  """Test accuracy (mean ± std over seeds) against the labelled-set size, one line per group.
+
+  Returns False (and writes nothing) when the table has no grouped rows.
+  """
+  from cnn_jax.benchmark.tables import by_labels
+
+  sizes, groups = by_labels(table)
+  if not groups:
+    return False
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for group, rows in groups.items():
+    ns = sorted(rows)
+    ax.errorbar(
+        ns, [rows[n]["test_accuracy_mean"] for n in ns],
+        yerr=[rows[n]["test_accuracy_std"] for n in ns], marker="o", capsize=3, label=group,
+        linestyle="--" if "random init" in group else "-",
+    )
+  ax.set_xscale("log")
+  ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+  ax.set_xlabel("labelled training examples (log scale)")
+  ax.set_ylabel("test accuracy")
+  ax.set_title(f"{table['suite']} on {table['dataset']}")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
 def learning_curves(runs: dict[str, pathlib.Path], path: pathlib.Path) -> None:
   """Training loss per logged step and test accuracy per epoch of end-to-end runs."""
   if not runs:

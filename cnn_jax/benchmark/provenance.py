@@ -25,7 +25,11 @@ PACKAGES = (
 # the hash, so finished runs stay valid (a resumed suite does not recompute them); at any
 # other value it is hashed like every other field. Keys are dotted paths in a suite
 # config ("train." for training runs, "features." / "probe." for probe runs).
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "train.data.num_train": 0,
+    "train.eval_every_epochs": 1,
+    "train.init_from": None,
+}
 
 
 def _drop_neutral(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

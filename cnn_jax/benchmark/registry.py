@@ -33,6 +33,7 @@ from cnn_jax.features import EXTRACTORS
 from cnn_jax.probe import PROBES
 from cnn_jax.registry import Registry
 from cnn_jax.train.config import load_config, recipe_path
+from cnn_jax.train.pretrain import default_pretrain_config
 
 KINDS = ("engineered", "random", "unsupervised", "learned")
 
@@ -56,7 +57,14 @@ class Experiment:
       (default for probe experiments: the one of its (features, probe) pair).
     uses_seed: False when the result cannot depend on the seed (a deterministic
       extractor and probe): it is run once and reported as such.
-    needs: the experiment whose trained model this one reads (frozen features).
+    needs: the experiment whose trained model this one reads (frozen features), or, for a
+      training experiment, starts from (`init_from`: fine-tuning a pre-trained network).
+    pretrain: a training recipe's model pre-trained greedily layer by layer without labels
+      (`cnn_jax.train.pretrain`), with these overrides of its settings; the row is not
+      a classifier (tables list its reconstruction losses), others read it through `needs`.
+    labels: how many labelled training examples the row may use (a seeded subset: the
+      same one for every row with the same seed); None = all.
+    group: rows of one method at several `labels` (one curve of the accuracy-vs-labels plot).
   """
 
   name: str
@@ -70,9 +78,14 @@ class Experiment:
   anchor: str | None = None
   uses_seed: bool = True
   needs: str | None = None
+  pretrain: Mapping[str, Any] | None = None
+  labels: int | None = None
+  group: str | None = None
 
   @property
   def runner(self) -> str:
+    if self.pretrain is not None:
+      return "pretrain"
     return "train" if self.recipe else "probe"
 
   @property
@@ -84,14 +97,21 @@ class Experiment:
 
   def config(self, dataset: str, seed: int) -> ml_collections.ConfigDict:
     info = datasets.get(dataset)
-    if self.runner == "train":
-      body = {"train": self._train_config(info, seed)}
-    else:
+    if self.runner == "probe":
       body = self._probe_config(info, seed)
+    else:
+      body = {"train": self._train_config(info, seed)}
+    if self.runner == "pretrain":
+      pretrain = default_pretrain_config()
+      pretrain.lock()  # a misspelt setting is an error
+      pretrain.update(dict(self.pretrain))
+      body["pretrain"] = pretrain
     config = ml_collections.ConfigDict(body)
     config.experiment = self.name
     config.dataset = dataset
     config.seed = seed
+    if self.labels is not None and self.runner == "probe":
+      config.labels = self.labels
     return config
 
   def _train_config(self, info: datasets.DatasetInfo, seed: int) -> ml_collections.ConfigDict:
@@ -104,6 +124,8 @@ class Experiment:
         )
       path = recipe_path(self.fallback_recipe)
       overrides = {"data.name": info.name, **overrides}
+    if self.labels is not None:
+      overrides["data.num_train"] = self.labels
     return load_config(path, {**overrides, "seed": seed})
 
   def _probe_config(self, info: datasets.DatasetInfo, seed: int) -> dict[str, Any]:
@@ -131,6 +153,8 @@ def register(experiment: Experiment) -> Experiment:
     raise ValueError(f"kind must be one of {KINDS}, got {experiment.kind!r}.")
   if (experiment.features is None) == (experiment.recipe is None):
     raise ValueError(f"Experiment {experiment.name!r}: give either features or a recipe.")
+  if experiment.pretrain is not None and experiment.recipe is None:
+    raise ValueError(f"Experiment {experiment.name!r}: pre-training needs a recipe (the model).")
   EXPERIMENTS.register(experiment.name)(experiment)
   return experiment
 

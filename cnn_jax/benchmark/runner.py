@@ -5,7 +5,9 @@ Layout of the suite's workdir:
   runs/<experiment>/seed_<s>/train/        an end-to-end run's own workdir (checkpoints)
   runs/<experiment>/seed_<s>/train/visualize/   its pictures, with `visualize=True` (off by
                                            default): top patches, first-layer filters, feature maps
-  results.jsonl, table.md, table.csv, table.json, accuracy_vs_time.png, learning_curves.png
+  runs/<experiment>/seed_<s>/layer_<i>/     a pre-training run's layers (`cnn_jax.train.pretrain`)
+  results.jsonl, table.md, table.csv, table.json, accuracy_vs_time.png, learning_curves.png,
+  accuracy_vs_labels.png (suites whose rows vary the number of labelled examples)
 
 A run whose `result.json` exists with the same config hash is skipped, so an
 interrupted suite resumes where it stopped (and a training run inside it
@@ -14,6 +16,7 @@ resumes from its last checkpoint).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import pathlib
@@ -31,6 +34,7 @@ from cnn_jax.benchmark.registry import Experiment, suite
 from cnn_jax.data import datasets
 from cnn_jax.errors import ConfigError
 from cnn_jax.run import Run, write_json_atomic, write_jsonl_atomic
+from cnn_jax.train import pretrain as pretrain_lib
 from cnn_jax.train import train_and_evaluate
 
 
@@ -43,7 +47,12 @@ def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
   features = config.features.to_dict()
   if exp.needs:
     features["workdir"] = str(run_dir(workdir, exp.needs, config.seed) / "train")
-  result = probe_lib.probe_features(features, config.probe.to_dict(), train, test)
+  labelled = None
+  if "labels" in config:
+    labelled = data_lib.labelled_indices(len(train), config.labels, config.seed)
+  result = probe_lib.probe_features(
+      features, config.probe.to_dict(), train, test, labelled=labelled
+  )
   return {
       "test_accuracy": result.test_acc, "train_accuracy": result.train_acc,
       "size": result.dim, "size_unit": "features",
@@ -55,6 +64,9 @@ def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
 def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
   del splits
   run = Run(run_dir(workdir, exp.name, config.seed) / "train")
+  if exp.needs:  # fine-tuning: start from the network the needed experiment wrote
+    config = copy.deepcopy(config)
+    config.train.init_from = str(run_dir(workdir, exp.needs, config.seed) / "train")
   summary = train_and_evaluate(config.train, str(run.path))
   last_train = [r for r in run.read_metrics() if r["split"] == "train"][-1]
   return {
@@ -64,7 +76,20 @@ def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
   }
 
 
-RUNNERS = {"probe": _run_probe, "train": _run_train}
+def _run_pretrain(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
+  del splits
+  summary = pretrain_lib.greedy_pretrain(
+      config.train, config.pretrain, str(run_dir(workdir, exp.name, config.seed))
+  )
+  return {
+      "test_accuracy": None, "train_accuracy": None,
+      "size": summary["num_params"], "size_unit": "params", "time_s": summary["time_s"],
+      "layers": [{k: v for k, v in s.items() if k != "train_loss_per_epoch"}
+                 for s in summary["layers"]],
+  }
+
+
+RUNNERS = {"probe": _run_probe, "train": _run_train, "pretrain": _run_pretrain}
 
 
 def _visualize(exp: Experiment, seed: int, workdir: pathlib.Path, splits) -> None:
@@ -74,6 +99,10 @@ def _visualize(exp: Experiment, seed: int, workdir: pathlib.Path, splits) -> Non
     return
   for path in visualize_lib.visualize_run(train_dir, splits=splits()):
     logging.info("%s seed %d: wrote %s", exp.name, seed, path)
+
+
+def _finished(record: dict[str, Any], config_hash: str, needs_hash: str | None) -> bool:
+  return record.get("config_hash") == config_hash and record.get("needs_hash") == needs_hash
 
 
 def plan(names: list[Experiment], seeds: list[int]) -> list[tuple[Experiment, int]]:
@@ -118,6 +147,13 @@ def run_suite(
     return load("train"), load("test")
 
   splits()  # missing or unprepared data fail here, before anything is written
+  for e in experiments:
+    if e.labels is not None and e.labels > len(splits()[0]):
+      raise ConfigError(
+          f"Experiment {e.name} uses {e.labels:,} labelled examples but {info.name} has "
+          f"{len(splits()[0]):,} training images; run suite {suite_name} on a larger data set "
+          "(e.g. --dataset=fashion_mnist)."
+      )
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 
@@ -128,7 +164,9 @@ def run_suite(
     h = config_hash(config)
     hashes[f"{exp.name}/seed_{seed}"] = h
     path = run_dir(workdir, exp.name, seed) / "result.json"
-    if path.exists() and json.loads(path.read_text()).get("config_hash") == h:
+    # A run that reads another (frozen features, fine-tuning) is redone when that one was.
+    needs_hash = hashes.get(f"{exp.needs}/seed_{seed}") if exp.needs else None
+    if path.exists() and _finished(json.loads(path.read_text()), h, needs_hash):
       logging.info("[%d/%d] %s seed %d: done before, skipped.", i + 1, len(todo), exp.name, seed)
       records.append(json.loads(path.read_text()))
       if visualize:
@@ -140,6 +178,7 @@ def run_suite(
         "experiment": exp.name, "seed": seed, "dataset": dataset, "kind": exp.kind,
         "representation": exp.representation, "uses_seed": exp.uses_seed,
         "config_hash": h, "config": json.loads(config.to_json(sort_keys=True)),
+        **({"needs_hash": needs_hash} if needs_hash else {}),
         # The code that computed this record (a later invocation may carry it over).
         "git_commit": git[0], "git_dirty": git[1], **result,
     }
@@ -148,13 +187,15 @@ def run_suite(
     if visualize:
       _visualize(exp, seed, workdir, splits)
     logging.info(
-        "[%d/%d] %s seed %d: test accuracy %.4f (%.1f s).", i + 1, len(todo), exp.name, seed,
-        result["test_accuracy"], result["time_s"],
+        "[%d/%d] %s seed %d: %s (%.1f s).", i + 1, len(todo), exp.name, seed,
+        "pre-trained" if result["test_accuracy"] is None
+        else f"test accuracy {result['test_accuracy']:.4f}", result["time_s"],
     )
   write_jsonl_atomic(workdir / "results.jsonl", records)
   table = tables.build_table(suite_name, info, experiments, records, provenance(seeds, hashes, git))
   tables.write_tables(table, workdir)
   plots.accuracy_vs_time(table, workdir / "accuracy_vs_time.png")
+  plots.accuracy_vs_labels(table, workdir / "accuracy_vs_labels.png")
   plots.learning_curves(
       {
           f"{e.name} seed {s}": run_dir(workdir, e.name, s) / "train"

@@ -26,10 +26,13 @@ def build_table(
     suite: str, dataset: DatasetInfo, experiments: list[Experiment],
     records: list[dict[str, Any]], prov: dict[str, Any],
 ) -> dict[str, Any]:
-  rows = []
+  rows, pretraining = [], []
   for exp in experiments:
     rs = sorted((r for r in records if r["experiment"] == exp.name), key=lambda r: r["seed"])
     if not rs:
+      continue
+    if exp.runner == "pretrain":
+      pretraining.append(_pretraining_row(exp, rs))
       continue
     acc = np.array([r["test_accuracy"] for r in rs])
     anchor = dataset.anchors.get(exp.method)
@@ -47,11 +50,87 @@ def build_table(
         "seed_independent": not exp.uses_seed,
         "anchor": anchor[0] if anchor else None,
         "anchor_accuracy": anchor[1] if anchor else None,
+        **({"labels": exp.labels, "group": exp.group} if exp.group else {}),
     })
   return {
       "suite": suite, "dataset": dataset.name, "note": dataset.note, "rows": rows,
+      **({"pretraining": pretraining} if pretraining else {}),
       "provenance": {**prov, "carried_over": carried_over(records, prov)},
   }
+
+
+def _pretraining_row(exp: Experiment, records: list[dict[str, Any]]) -> dict[str, Any]:
+  """Each pre-trained layer's held-out reconstruction loss before and after (seed means)."""
+  layers = [
+      {
+          "layer": layer["layer"],
+          "loss_before": float(np.mean([r["layers"][i]["held_out_loss_before"] for r in records])),
+          "loss_after": float(np.mean([r["layers"][i]["held_out_loss_after"] for r in records])),
+          "epochs": layer["epochs"],
+      }
+      for i, layer in enumerate(records[0]["layers"])
+  ]
+  return {
+      "experiment": exp.name, "representation": exp.representation, "layers": layers,
+      "time_s": float(np.mean([r["time_s"] for r in records])),
+      "seeds": [r["seed"] for r in records],
+  }
+
+
+def by_labels(table: dict[str, Any]) -> tuple[list[int], dict[str, dict[int, dict[str, Any]]]]:
+  """(labelled-set sizes, group -> size -> row) of the rows that belong to a group."""
+  groups: dict[str, dict[int, dict[str, Any]]] = {}
+  for row in table["rows"]:
+    if row.get("group"):
+      groups.setdefault(row["group"], {})[row["labels"]] = row
+  return sorted({n for g in groups.values() for n in g}), groups
+
+
+def _labels_markdown(table: dict[str, Any]) -> list[str]:
+  sizes, groups = by_labels(table)
+  if not groups:
+    return []
+  lines = [
+      "",
+      "## Test accuracy against the number of labelled training examples",
+      "",
+      "| method | " + " | ".join(f"{n:,} labels" for n in sizes) + " |",
+      "|---|" + "|".join("---" for _ in sizes) + "|",
+  ]
+  for group, rows in groups.items():
+    cells = [
+        f"{rows[n]['test_accuracy_mean']:.4f} ± {rows[n]['test_accuracy_std']:.4f}"
+        if n in rows else "—" for n in sizes
+    ]
+    lines.append(f"| {group} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _pretraining_markdown(table: dict[str, Any]) -> list[str]:
+  if not table.get("pretraining"):
+    return []
+  lines = [
+      "",
+      "## Greedy layer-wise pre-training (denoising autoencoders, no labels)",
+      "",
+      "| experiment | layer | epochs | held-out reconstruction loss before | after |",
+      "|---|---|---|---|---|",
+  ]
+  for row in table["pretraining"]:
+    for layer in row["layers"]:
+      lines.append(
+          f"| {row['experiment']} | {layer['layer']} | {layer['epochs']} | "
+          f"{layer['loss_before']:.4f} | {layer['loss_after']:.4f} |"
+      )
+  lines.append("")
+  lines.append(
+      "Mean squared error of reconstructing the clean input of each layer from a masked copy, "
+      "on 2,000 training images, before and after that layer's training (mean over seeds). "
+      "Pre-training time: " + ", ".join(
+          f"{row['experiment']} {row['time_s']:.0f} s" for row in table["pretraining"]
+      ) + " (mean over seeds)."
+  )
+  return lines
 
 
 def carried_over(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[str]:
@@ -106,6 +185,7 @@ def render_markdown(table: dict[str, Any]) -> str:
   ]
   if table.get("note"):
     lines.append(table["note"])
+  lines += _labels_markdown(table) + _pretraining_markdown(table)
   lines += [
       "",
       "## Provenance",

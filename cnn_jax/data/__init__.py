@@ -14,6 +14,8 @@ from cnn_jax.data.pipeline import (
     batch_from_permutation,
     epoch_permutation,
     iterate_batches,
+    labelled_indices,
+    subset,
 )
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "dataset_builder",
     "epoch_permutation",
     "iterate_batches",
+    "labelled_indices",
     "load_split",
     "register",
+    "subset",
     "tfds_data_dir",
 ]

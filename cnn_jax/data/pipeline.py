@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax.data.loader import Split
+from cnn_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,35 @@ class Normalization:
 def epoch_permutation(data_key: jax.Array, epoch: int | jax.Array, n: int) -> jax.Array:
   """The example order of `epoch`: a permutation of `range(n)` from (data key, epoch)."""
   return jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+
+
+# `fold_in` tag of the labelled-subset draw (a stream of its own: it must not depend on,
+# or change, the model's initialisation or the data order).
+LABELLED_SUBSET_STREAM = 0x1abe1
+
+
+def labelled_indices(n: int, num_labelled: int, seed: int) -> np.ndarray:
+  """Sorted indices of `num_labelled` of `n` training examples, drawn from `seed` alone.
+
+  Every run with the same seed (a network trained from scratch, a pre-trained one,
+  a linear probe) sees the same labelled examples; 0 means all of them.
+  """
+  if num_labelled == 0:
+    return np.arange(n)
+  if not 0 < num_labelled <= n:
+    raise ConfigError(
+        f"data.num_train={num_labelled} must be between 1 and the {n} training examples "
+        "(0 = all)."
+    )
+  key = jax.random.fold_in(jax.random.key(seed), LABELLED_SUBSET_STREAM)
+  return np.sort(np.asarray(jax.random.permutation(key, n))[:num_labelled])
+
+
+def subset(split: Split, indices: np.ndarray) -> Split:
+  """The examples `indices` of `split` (a no-op for all of them)."""
+  if len(indices) == len(split):
+    return split
+  return dataclasses.replace(split, images=split.images[indices], labels=split.labels[indices])
 
 
 def batch_from_permutation(

@@ -26,6 +26,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   config.data.data_dir = config_dict.placeholder(str)  # raw files (Fashion-MNIST IDX)
   config.data.tfds_dir = config_dict.placeholder(str)  # prepared TFDS data
   config.data.download = False
+  # Labelled training examples: 0 = all; N = a random subset of N (the same subset for
+  # the same seed), for learning from few labels. Pixel statistics stay those of the whole
+  # split: images are plentiful, labels are not.
+  config.data.num_train = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"
@@ -38,6 +42,11 @@ def default_train_config() -> ml_collections.ConfigDict:
   # Weight of auxiliary classifiers' losses (GoogLeNet with model.aux_logits=True: 0.3).
   config.aux_loss_weight = 0.0
   config.log_every_steps = 100
+  config.eval_every_epochs = 1  # evaluate on the test split every N epochs and at the end
+  # Start from the variables of another run (a workdir of experiments.main, or one written
+  # by layer-wise pre-training): arrays whose path and shape match are copied, the rest
+  # (e.g. a head for another number of classes) keep their initialisation and are logged.
+  config.init_from = config_dict.placeholder(str)
 
   # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
   config.parallelism = "jit"

@@ -24,11 +24,12 @@ from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run
 from cnn_jax.train import steps
-from cnn_jax.train.config import default_train_config
 from cnn_jax.train.checkpoint import Checkpointer
-from cnn_jax.train.preemption import Preempted, PreemptionGuard
+from cnn_jax.train.config import default_train_config
+from cnn_jax.train.init_from import initialize_from
 from cnn_jax.train.optim import create_optimizer
 from cnn_jax.train.parallel import DATA_AXIS, Parallel, initialize_distributed, make_parallel
+from cnn_jax.train.preemption import Preempted, PreemptionGuard
 
 
 @dataclasses.dataclass
@@ -60,6 +61,9 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       data_lib.load_split, dc.name, data_dir=dc.data_dir, tfds_dir=dc.tfds_dir, download=dc.download
   )
   train, test = load(dc.train_split), load(dc.test_split)
+  # Pixel statistics from every training image; the labelled subset (if any) after.
+  normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
+  train = data_lib.subset(train, data_lib.labelled_indices(len(train), dc.num_train, config.seed))
   # Under pmap, BatchNorm averages its statistics over all devices.
   model = model_from_config(
       config, axis_name=DATA_AXIS if config.get("parallelism") == "pmap" else None
@@ -76,7 +80,6 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
   tx, schedule = create_optimizer(config.optimizer, total_steps, steps_per_epoch)
-  normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
   root = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
@@ -85,6 +88,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
   if config.aux_loss_weight:
     steps.check_auxiliary_heads(state, (size, size, train.images.shape[3]))
+  if config.eval_every_epochs < 1:
+    raise ConfigError(f"eval_every_epochs must be at least 1, got {config.eval_every_epochs}.")
+  if config.init_from:
+    state = initialize_from(state, config.init_from, config.model.name)
   n_dev = jax.device_count()
   eval_bs = max(n_dev, min(config.eval_batch_size, len(test)) // n_dev * n_dev)
   parallel = make_parallel(
@@ -265,7 +272,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
             done, s.total_steps, epoch + 1, means["loss"], means["accuracy"], rate,
             rate * config.batch_size, _fmt_time((s.total_steps - done) / rate),
         )
-      if end_of_epoch:
+      if end_of_epoch and ((epoch + 1) % config.eval_every_epochs == 0 or done == s.total_steps):
         loss, acc = evaluate(
             par.eval_state(state), par.eval_step, test_images, test_labels, len(s.test),
             s.eval_batch_size,
