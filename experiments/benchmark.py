@@ -35,12 +35,15 @@ flags.DEFINE_bool("visualize", False, "Also write each trained run's pictures (t
 
 def list_registry() -> str:
   lines = ["Experiments:"]
-  for name in benchmark.EXPERIMENTS.names():
+  names = benchmark.EXPERIMENTS.names()
+  width = max(map(len, names))
+  for name in names:
     e = benchmark.EXPERIMENTS.get(name)
-    lines.append(f"  {name:<14} {e.kind:<12} {e.runner:<6} {e.representation}")
+    lines.append(f"  {name:<{width}} {e.kind:<12} {e.runner:<8} {e.representation}")
   lines.append("Suites:")
+  width = max(map(len, benchmark.SUITES))
   for name, members in sorted(benchmark.SUITES.items()):
-    lines.append(f"  {name:<20} {', '.join(members)}")
+    lines.append(f"  {name:<{width}} {', '.join(members)}")
   lines.append(f"Data sets: {', '.join(DATASETS.names())}")
   return "\n".join(lines)
 

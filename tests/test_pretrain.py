@@ -216,3 +216,23 @@ def test_num_train_out_of_range_is_a_clear_error():
   config.data.num_train = 5000
   with pytest.raises(ConfigError, match="data.num_train=5000 must be between 1 and the 1438"):
     loop.setup(config)
+
+
+def test_pretrain_command_then_fine_tune_with_main(tmp_path):
+  """The two commands a user runs: experiments.pretrain, then experiments.main --config.init_from."""
+  common = ["--config=configs/mlp_fashion_mnist.py", "--config.data.name=digits",
+            "--config.model.hidden=16"]
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.pretrain", *common, "--pretrain.epochs=1",
+       f"--workdir={tmp_path / 'pre'}"], cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "dense1: held-out reconstruction loss" in r.stdout
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.main", *common, "--config.num_epochs=1",
+       "--config.data.num_train=200", f"--config.init_from={tmp_path / 'pre' / 'train'}",
+       f"--workdir={tmp_path / 'fine'}"], cwd=REPO, capture_output=True, text=True, timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Initialised 4 arrays from" in r.stderr and "0 keep their fresh initialisation" in r.stderr
+  assert "200 train" in r.stderr

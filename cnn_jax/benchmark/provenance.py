@@ -27,6 +27,7 @@ PACKAGES = (
 # config ("train." for training runs, "features." / "probe." for probe runs).
 HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.data.num_train": 0,
+    "train.data.augment": [],
     "train.eval_every_epochs": 1,
     "train.init_from": None,
 }

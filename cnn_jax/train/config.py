@@ -30,6 +30,9 @@ def default_train_config() -> ml_collections.ConfigDict:
   # the same seed), for learning from few labels. Pixel statistics stay those of the whole
   # split: images are plentiful, labels are not.
   config.data.num_train = 0
+  # Training-time augmentation, ops by name in order (cnn_jax/data/augment.py), e.g.
+  # ("random_crop(pad=4)", "flip_lr"); () = none. Evaluation never augments.
+  config.data.augment = ()
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"

@@ -20,6 +20,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from cnn_jax import data as data_lib
+from cnn_jax.data import augment as augment_lib
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run
@@ -101,6 +102,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       num_eval_examples=len(test),
       preprocess=functools.partial(normalize, dtype=jnp.dtype(config.dtype)),
       aux_loss_weight=float(config.aux_loss_weight),
+      augment=augment_lib.build(dc.augment),
   )
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,

@@ -179,6 +179,7 @@ def make_parallel(
     num_eval_examples: int,
     preprocess: Callable[[jax.Array], jax.Array],
     aux_loss_weight: float = 0.0,
+    augment: Callable[..., jax.Array] | None = None,
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap')."""
   if mode not in MODES:
@@ -200,7 +201,7 @@ def make_parallel(
     train_fn = jax.pmap(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS,
-            aux_loss_weight=aux_loss_weight,
+            aux_loss_weight=aux_loss_weight, augment=augment,
         ),
         axis_name=DATA_AXIS,
         in_axes=(0, 0, 0, None, None),
@@ -210,7 +211,7 @@ def make_parallel(
     train_fn = jax.jit(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch,
-            aux_loss_weight=aux_loss_weight,
+            aux_loss_weight=aux_loss_weight, augment=augment,
         ),
         in_shardings=(replicated, replicated, replicated, replicated, replicated),
         out_shardings=(replicated, replicated),

@@ -88,6 +88,7 @@ def train_step(
     batch_sharding: jax.sharding.Sharding | None = None,
     axis_name: str | None = None,
     aux_loss_weight: float = 0.0,
+    augment: Callable[..., jax.Array] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
@@ -107,16 +108,25 @@ def train_step(
   its `intermediates` (GoogLeNet's two heads; 0.3 in Szegedy et al. 2015).
   The `loss` metric stays the main head's cross-entropy, comparable with the
   test loss; `aux_loss` is the weighted auxiliary term.
+
+  `augment` (`cnn_jax.data.augment.build`) transforms the raw batch before
+  `preprocess`, with the key `fold_in(split(dropout_key)[1], step)` and each
+  example's index in the global batch: the same augmentation under jit and pmap.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
+  offset = 0
   if axis_name is None:
     x, y = batch_from_permutation(images, labels, perm, index, batch_size)
   else:
     device = jax.lax.axis_index(axis_name)
     local = batch_size // jax.lax.psum(1, axis_name)
-    idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size + device * local, local)
+    offset = device * local
+    idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size + offset, local)
     x, y = images[idx], labels[idx]
     dropout_key = jax.random.fold_in(dropout_key, device)
+  if augment is not None:
+    augment_key = jax.random.fold_in(jax.random.split(state.dropout_key)[1], state.step)
+    x = augment(x, augment_key, offset)
   if batch_sharding is not None:
     x = jax.lax.with_sharding_constraint(x, batch_sharding)
     y = jax.lax.with_sharding_constraint(y, batch_sharding)
