@@ -274,11 +274,13 @@ def greedy_pretrain(
     x = x.reshape(len(x), -1)
   key = jax.random.fold_in(jax.random.key(train_config.seed), PRETRAIN_STREAM)
   params = jax.tree.map(np.asarray, s.state.params)
-  stages = []
+  stages, in_layers = [], 0.0  # layers' own times count once, from their summaries
   for i, layer in enumerate(layers):
     ae = Autoencoder(layer, x.shape[-1])
+    t = time.perf_counter()
     result = train_layer(ae, x, jax.random.fold_in(key, i), pretrain_config,
                          Run(root.path / f"layer_{i + 1}"))
+    in_layers += time.perf_counter() - t
     if "params" not in result:  # finished before: read its last checkpoint
       result = {**result, "params": _restore_layer(ae, x, root.path / f"layer_{i + 1}")}
     encoder = result.pop("params")["encoder"]
@@ -297,7 +299,8 @@ def greedy_pretrain(
   summary = {
       "layers": stages,
       "num_params": int(sum(np.prod(v.shape) for v in jax.tree.leaves(params))),
-      "time_s": sum(st["time_s"] for st in stages) + time.perf_counter() - start,
+      # Every layer's training (over all parts of a resumed run) + this part's other work.
+      "time_s": sum(st["time_s"] for st in stages) + time.perf_counter() - start - in_layers,
   }
   write_json_atomic(root.summary_path, summary)
   return summary
