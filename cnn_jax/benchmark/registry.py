@@ -57,6 +57,8 @@ class Experiment:
     uses_seed: False when the result cannot depend on the seed (a deterministic
       extractor and probe): it is run once and reported as such.
     needs: the experiment whose trained model this one reads (frozen features).
+    shifts: training experiments: also score the trained model on the test set moved by
+      each of these many pixels (`cnn_jax.shift.shifted_accuracy`; translation robustness).
   """
 
   name: str
@@ -70,6 +72,7 @@ class Experiment:
   anchor: str | None = None
   uses_seed: bool = True
   needs: str | None = None
+  shifts: tuple[int, ...] = ()
 
   @property
   def runner(self) -> str:
@@ -92,6 +95,8 @@ class Experiment:
     config.experiment = self.name
     config.dataset = dataset
     config.seed = seed
+    if self.shifts:  # part of what produced the record, so part of its hash
+      config.shifts = list(self.shifts)
     return config
 
   def _train_config(self, info: datasets.DatasetInfo, seed: int) -> ml_collections.ConfigDict:
