@@ -45,9 +45,23 @@ register(Experiment(
     features={"name": "cnn", "layer": "F6"}, needs="lenet5",
 ))
 
+# Local connectivity and parameter sharing, taken away one at a time from the same
+# topology (cnn_jax/models/sharing_net.py), each scored on test images moved by 1, 2, 4 px.
+for connectivity, representation in [
+    ("conv", "conv: local, shared kernels"),
+    ("local", "locally connected: local, unshared"),
+    ("dense", "dense: global, unshared"),
+]:
+  register(Experiment(
+      name=f"sharing_{connectivity}", kind="learned", representation=representation,
+      recipe="configs/parameter_sharing_{dataset}.py",
+      overrides={"model.connectivity": connectivity}, shifts=(1, 2, 4),
+  ))
+
 register_suite("features_vs_learned", (
     "raw", "hog", "hog_svm", "lbp", "gabor", "random_conv", "kmeans",
     "simple_cnn", "lenet5", "lenet5_frozen",
 ))
 register_suite("engineered", ("raw", "hog", "hog_svm", "lbp", "gabor"))
 register_suite("smoke", ("raw", "hog", "lenet5", "lenet5_frozen"))
+register_suite("parameter_sharing", ("sharing_conv", "sharing_local", "sharing_dense"))
