@@ -17,7 +17,7 @@ def _image(h=12, w=10, c=2, seed=0):
 @pytest.mark.parametrize("dy,dx", [(0, 0), (1, -2), (-3, 3), (2, 0)])
 def test_shift_equals_scipy_with_zero_fill(dy, dx):
   x = _image()
-  got = np.asarray(augment._shift(jnp.asarray(x), jnp.int32(dy), jnp.int32(dx), 3))
+  got = np.asarray(augment.shift_image(jnp.asarray(x), jnp.int32(dy), jnp.int32(dx), 3))
   np.testing.assert_array_equal(got, ndimage.shift(x, (dy, dx, 0), order=0, cval=0))
 
 

@@ -1,7 +1,7 @@
 """The package's import graph points one way: lower layers never import higher ones.
 
-errors/registry/console < data, layers < anchors, models < run < features, visualize < probe
-< train < benchmark. In particular nothing below the training loop imports
+errors/registry/console < data, layers < anchors, models < run < features, visualize, shift
+< probe < train < benchmark. In particular nothing below the training loop imports
 `cnn_jax.train` (a trained model is read through `cnn_jax.run.Run`).
 """
 
@@ -16,7 +16,7 @@ RANK = {
     "data": 1, "layers": 1,
     "anchors": 2, "models": 2,
     "run": 3,
-    "features": 4, "visualize": 4,
+    "features": 4, "visualize": 4, "shift": 4,
     "probe": 5,
     "train": 6,
     "benchmark": 7,

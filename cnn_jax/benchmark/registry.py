@@ -65,6 +65,8 @@ class Experiment:
     labels: how many labelled training examples the row may use (a seeded subset: the
       same one for every row with the same seed); None = all.
     group: rows of one method at several `labels` (one curve of the accuracy-vs-labels plot).
+    shifts: training experiments: also score the trained model on the test set moved by
+      each of these many pixels (`cnn_jax.shift.shifted_accuracy`; translation robustness).
   """
 
   name: str
@@ -81,6 +83,7 @@ class Experiment:
   pretrain: Mapping[str, Any] | None = None
   labels: int | None = None
   group: str | None = None
+  shifts: tuple[int, ...] = ()
 
   @property
   def runner(self) -> str:
@@ -112,6 +115,8 @@ class Experiment:
     config.seed = seed
     if self.labels is not None and self.runner == "probe":
       config.labels = self.labels
+    if self.shifts:  # part of what produced the record, so part of its hash
+      config.shifts = list(self.shifts)
     return config
 
   def _train_config(self, info: datasets.DatasetInfo, seed: int) -> ml_collections.ConfigDict:

@@ -26,6 +26,7 @@ from absl import logging
 
 from cnn_jax import data as data_lib
 from cnn_jax import probe as probe_lib
+from cnn_jax import shift as shift_lib
 from cnn_jax import visualize as visualize_lib
 from cnn_jax.benchmark import experiments as _experiments  # noqa: F401  (registers them)
 from cnn_jax.benchmark import plots, tables
@@ -62,17 +63,31 @@ def _run_probe(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[s
 
 
 def _run_train(exp: Experiment, config, workdir: pathlib.Path, splits) -> dict[str, Any]:
-  del splits
   run = Run(run_dir(workdir, exp.name, config.seed) / "train")
   if exp.needs:  # fine-tuning: start from the network the needed experiment wrote
     config = copy.deepcopy(config)
     config.train.init_from = str(run_dir(workdir, exp.needs, config.seed) / "train")
   summary = train_and_evaluate(config.train, str(run.path))
   last_train = [r for r in run.read_metrics() if r["split"] == "train"][-1]
-  return {
+  result = {
       "test_accuracy": summary["test_accuracy"], "train_accuracy": last_train["accuracy"],
       "size": summary["num_params"], "size_unit": "params",
       "time_s": summary["train_time_s"],
+  }
+  if exp.shifts:
+    result["shifted_accuracy"] = _shifted_accuracy(run, exp.shifts, splits)
+  return result
+
+
+def _shifted_accuracy(run: Run, shifts: tuple[int, ...], splits) -> dict[str, float]:
+  """{"pixels": test accuracy of the trained model on the test images moved that far}
+  (mean over up, down, left, right), preprocessed as the run's training data was."""
+  train, test = splits()
+  model, variables, config = run.load_model()
+  normalize = data_lib.Normalization.from_split(train, config.data.image_size or None)
+  return {
+      str(p): shift_lib.shifted_accuracy(model, variables, normalize, test.images, test.labels, p)
+      for p in shifts
   }
 
 

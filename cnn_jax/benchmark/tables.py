@@ -51,6 +51,7 @@ def build_table(
         "anchor": anchor[0] if anchor else None,
         "anchor_accuracy": anchor[1] if anchor else None,
         **({"labels": exp.labels, "group": exp.group} if exp.group else {}),
+        **_shifted_means(rs),
     })
   return {
       "suite": suite, "dataset": dataset.name, "note": dataset.note, "rows": rows,
@@ -131,6 +132,27 @@ def _pretraining_markdown(table: dict[str, Any]) -> list[str]:
       ) + " (mean over seeds)."
   )
   return lines
+def _shifted_means(rs: list[dict[str, Any]]) -> dict[str, Any]:
+  """`{"shifted_accuracy_mean": {"1": ..., ...}}` over seeds, for runs scored on moved test
+  images (`Experiment.shifts`); nothing for the others, so their tables do not change."""
+  if "shifted_accuracy" not in rs[0]:
+    return {}
+  return {"shifted_accuracy_mean": {
+      p: float(np.mean([r["shifted_accuracy"][p] for r in rs]))
+      for p in sorted(rs[0]["shifted_accuracy"], key=int)
+  }}
+
+
+def shift_pixels(table: dict[str, Any]) -> list[str]:
+  """The shifts (in pixels, as the records' keys) that any row was scored at, ascending."""
+  found = {p for row in table["rows"] for p in row.get("shifted_accuracy_mean", {})}
+  return sorted(found, key=int)
+
+
+def columns(table: dict[str, Any]) -> tuple[str, ...]:
+  """COLUMNS, with "shift N px" after the test accuracy when the rows have shifts."""
+  i = COLUMNS.index("test accuracy") + 1
+  return COLUMNS[:i] + tuple(f"shift {p} px" for p in shift_pixels(table)) + COLUMNS[i:]
 
 
 def carried_over(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[str]:
@@ -151,7 +173,11 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
   acc = f"{row['test_accuracy_mean']:.4f}"
   if n > 1:
     acc += f" ± {row['test_accuracy_std']:.4f}"
+  shifted = {
+      f"shift {p} px": f"{a:.4f}" for p, a in row.get("shifted_accuracy_mean", {}).items()
+  }
   return {
+      **shifted,
       "experiment": row["experiment"],
       "representation": row["representation"],
       "kind": row["kind"],
@@ -167,15 +193,16 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
 
 def render_markdown(table: dict[str, Any]) -> str:
   p = table["provenance"]
+  cols = columns(table)
   lines = [
       f"# {table['suite']} on {table['dataset']}",
       "",
-      "| " + " | ".join(COLUMNS) + " |",
-      "|" + "|".join("---" for _ in COLUMNS) + "|",
+      "| " + " | ".join(cols) + " |",
+      "|" + "|".join("---" for _ in cols) + "|",
   ]
   for row in table["rows"]:
     cells = _cells(row)
-    lines.append("| " + " | ".join(cells[c] for c in COLUMNS) + " |")
+    lines.append("| " + " | ".join(cells.get(c, "—") for c in cols) + " |")
   packages = ", ".join(f"{k} {v}" for k, v in p["packages"].items())
   hashes = ", ".join(f"{k}={v}" for k, v in p["config_hashes"].items())
   lines += [
@@ -183,6 +210,11 @@ def render_markdown(table: dict[str, Any]) -> str:
       "Test accuracy: mean ± sample std over seeds. Time: feature extraction + probe fit, or "
       "end-to-end training, mean over seeds (wall clock).",
   ]
+  if shift_pixels(table):
+    lines.append(
+        "Shift N px: test accuracy with every test image moved N pixels up, down, left and "
+        "right (zero fill), mean over the four and over seeds."
+    )
   if table.get("note"):
     lines.append(table["note"])
   lines += _labels_markdown(table) + _pretraining_markdown(table)
@@ -210,10 +242,15 @@ def render_csv(table: dict[str, Any]) -> str:
       "test_accuracy_mean", "test_accuracy_std", "train_accuracy_mean", "num_seeds",
       "anchor", "anchor_accuracy",
   ]
-  writer = csv.DictWriter(out, fields, lineterminator="\n")
+  shifts = {f"shift_{p}px_accuracy_mean": p for p in shift_pixels(table)}
+  writer = csv.DictWriter(out, fields + list(shifts), lineterminator="\n")
   writer.writeheader()
   for row in table["rows"]:
-    writer.writerow({**{k: row[k] for k in fields if k in row}, "num_seeds": len(row["seeds"])})
+    shifted = row.get("shifted_accuracy_mean", {})
+    writer.writerow({
+        **{k: row[k] for k in fields if k in row}, "num_seeds": len(row["seeds"]),
+        **{k: shifted[p] for k, p in shifts.items() if p in shifted},
+    })
   return out.getvalue()
 
 

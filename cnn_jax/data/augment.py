@@ -36,8 +36,9 @@ AUGMENTATIONS: Registry[Callable[..., jax.Array]] = Registry("augmentation")
 AUGMENT_STREAM = 0xa06
 
 
-def _shift(image: jax.Array, dy: jax.Array, dx: jax.Array, limit: int) -> jax.Array:
-  """`image` moved down by dy and right by dx (|d| <= limit), zero-filled."""
+def shift_image(image: jax.Array, dy: jax.Array | int, dx: jax.Array | int, limit: int) -> jax.Array:
+  """`[H, W, C]` `image` moved down by `dy` and right by `dx` (traced values with
+  |d| <= `limit`), zero-filled: `scipy.ndimage.shift(image, (dy, dx, 0), order=0, cval=0)`."""
   padded = jnp.pad(image, ((limit, limit), (limit, limit), (0, 0)))
   h, w, c = image.shape
   return jax.lax.dynamic_slice(padded, (limit - dy, limit - dx, 0), (h, w, c))
@@ -48,7 +49,7 @@ def translate(image: jax.Array, key: jax.Array, max: int = 2) -> jax.Array:  # n
   if max < 0:
     raise ConfigError(f"translate(max={max}): max must be >= 0.")
   d = jax.random.randint(key, (2,), -max, max + 1)
-  return _shift(image, d[0], d[1], max)
+  return shift_image(image, d[0], d[1], max)
 
 
 @AUGMENTATIONS.register("random_crop")

@@ -19,6 +19,7 @@ from cnn_jax.models.registry import MODELS
 from cnn_jax.models import lenet as _lenet  # noqa: F401  (registers lenet5)
 from cnn_jax.models import simple_cnn as _simple_cnn  # noqa: F401  (registers simple_cnn)
 from cnn_jax.models import mlp as _mlp  # noqa: F401  (registers mlp)
+from cnn_jax.models import sharing_net as _sharing_net  # noqa: F401  (registers sharing_net)
 from cnn_jax.models import alexnet as _alexnet  # noqa: F401  (registers alexnet)
 from cnn_jax.models import googlenet as _googlenet  # noqa: F401  (registers googlenet)
 from cnn_jax.models import resnet as _resnet  # noqa: F401  (registers resnet18 ... resnet152, resnet20/32/56)
