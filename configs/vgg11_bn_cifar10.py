@@ -1,9 +1,9 @@
 """VGG-11-BN (torchvision's, unchanged: 32x32 is its smallest input) on CIFAR-10.
 
-CIFAR-10 comes from TFDS `cifar10`, which must be prepared where the network
-allows (`tfds build cifar10 --file_format=array_record`) or fetched with
---config.data.download=True. The pipeline has no augmentation (random crops and
-flips), so expect a few points below the augmented figures.
+CIFAR-10 is read from the official cifar-10-python.tar.gz in --config.data.data_dir
+(or $CNN_JAX_DATA, ~/.cache/cnn_jax; cnn_jax/data/cifar.py), or from a prepared TFDS
+`cifar10` (--config.data.download=True lets TFDS fetch it). Augmentation as in the
+papers: random 32x32 crops of the 4-pixel zero-padded image and horizontal flips.
 
 python -m experiments.main --config=configs/vgg11_bn_cifar10.py --workdir=workdirs/vgg11_bn_c10
 """
@@ -23,5 +23,6 @@ def get_config():
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_epochs = 1
   config.batch_size = 128
+  config.data.augment = ("random_crop(pad=4)", "flip_lr")
   config.num_epochs = 60
   return config

@@ -212,6 +212,12 @@ register(DatasetInfo(
     feature_params=FEATURES_28,
 ))
 
+def _load_cifar10(split: str, data_dir: str | None) -> Arrays:
+  from cnn_jax.data.cifar import load_cifar10  # reads the official python archive
+
+  return load_cifar10(split, data_dir)
+
+
 register(DatasetInfo(
     name="cifar10",
     image_shape=(32, 32, 3),
@@ -221,6 +227,7 @@ register(DatasetInfo(
         "airplane", "automobile", "bird", "cat", "deer",
         "dog", "frog", "horse", "ship", "truck",
     ),
+    load=_load_cifar10,
     tfds_name="cifar10",
     anchors={
         "linear_raw": ("raw pixels + linear", 0.37),

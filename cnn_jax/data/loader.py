@@ -88,12 +88,17 @@ def dataset_builder(
         raw_dir=data_dir,
     )
     builder = make()
-    if not builder.is_prepared():
-      with _file_lock(root / f".{builder.name}.lock"):
-        builder = make()  # another process may have prepared it while we waited
-        if not builder.is_prepared():
-          builder.download_and_prepare()
-    return builder
+    try:
+      if not builder.is_prepared():
+        with _file_lock(root / f".{builder.name}.lock"):
+          builder = make()  # another process may have prepared it while we waited
+          if not builder.is_prepared():
+            builder.download_and_prepare()
+      return builder
+    except DataError:
+      if not (download and info.tfds_name):
+        raise
+      # No raw files here, but the user lets TFDS download its own copy: below.
   tfds_name = info.tfds_name if info and info.tfds_name else name
   try:
     builder = tfds.builder(tfds_name, data_dir=str(root))
