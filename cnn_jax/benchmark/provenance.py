@@ -29,6 +29,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.data.num_train": 0,
     "train.data.augment": [],
     "train.eval_every_epochs": 1,
+    "train.steps_per_call": 1,
     "train.init_from": None,
 }
 

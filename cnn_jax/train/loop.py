@@ -89,6 +89,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
   if config.aux_loss_weight:
     steps.check_auxiliary_heads(state, (size, size, train.images.shape[3]))
+  if config.steps_per_call < 1:
+    raise ConfigError(f"steps_per_call must be at least 1, got {config.steps_per_call}.")
   if config.eval_every_epochs < 1:
     raise ConfigError(f"eval_every_epochs must be at least 1, got {config.eval_every_epochs}.")
   if config.init_from:
@@ -112,7 +114,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
 
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
-PLACEMENT_FIELDS = ("parallelism", "distributed")
+PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call")
 
 
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
@@ -133,6 +135,36 @@ def _pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
 def _fmt_time(seconds: float) -> str:
   seconds = int(round(seconds))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def steps_this_call(
+    step: int, total: int, steps_per_epoch: int, config: ml_collections.ConfigDict,
+    checkpoint_every: int,
+) -> int:
+  """How many steps the next dispatch runs: up to `config.steps_per_call`, ending at the
+  next step where the loop logs, evaluates, checkpoints or finishes (so every record and
+  checkpoint is the one a step-by-step run writes)."""
+  k = min(config.steps_per_call, total - step)
+  for every in (steps_per_epoch, config.log_every_steps, checkpoint_every):
+    if every:
+      k = min(k, every - step % every)
+  return max(k, 1)
+
+
+def per_step(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Metrics of single steps and of multi-step calls (stacked `[k]`) as one dict per step.
+
+  Reads the device values (one transfer per call), so the loop does it only when it logs
+  or checkpoints.
+  """
+  out = []
+  for m in pending:
+    values = {key: np.asarray(v) for key, v in m.items()}
+    if next(iter(values.values())).ndim == 0:
+      out.append(values)
+    else:
+      out.extend({key: v[i] for key, v in values.items()} for i in range(len(values["loss"])))
+  return out
 
 
 class Diverged(UserError, FloatingPointError):
@@ -229,7 +261,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
     epoch, index = divmod(done, s.steps_per_epoch)
     return {
         "step": done, "epoch": epoch, "index_in_epoch": index, "seed": config.seed,
-        "pending_metrics": [{k: float(v) for k, v in m.items()} for m in pending],
+        "pending_metrics": [{k: float(v) for k, v in m.items()} for m in per_step(pending)],
         # Wall time of the steps so far, over every part of an interrupted run.
         "train_time_s": time_before + time.perf_counter() - start_time,
     }
@@ -238,15 +270,21 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   growth_warned = False
   last_step = start_step
   with PreemptionGuard() as guard, run.metric_writer(enabled=is_writer) as writer:
-    for step in range(start_step, s.total_steps):
+    step = start_step
+    while step < s.total_steps:
       epoch, index = divmod(step, s.steps_per_epoch)
       if index == 0 or step == start_step:
         perm = permutation(s.data_key, epoch, len(s.train))
-      state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
+      k = steps_this_call(step, s.total_steps, s.steps_per_epoch, config, ckpt.every_steps)
+      if k == 1:
+        state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
+      else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
+        state, m = par.train_steps(state, train_images, train_labels, perm, jnp.int32(index), k)
       pending.append(par.metrics(m))
-      done = step + 1
+      step = done = step + k
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
+        pending = per_step(pending)
         check_finite(pending, done, run, ckpt)
         means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
         pending = []
@@ -284,6 +322,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         history.append(record)
         logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
       if ckpt.due(done) or done == s.total_steps or guard.requested:
+        pending = per_step(pending)
         check_finite(pending, done, run, ckpt)
         plain = par.plain_state(state)
         if not bool(all_finite(plain.params)):  # a loss is computed before its update

@@ -96,6 +96,8 @@ class Parallel:
   mesh: Mesh
   train_step: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]]
   eval_step: Callable[..., dict[str, jax.Array]]
+  # `(state, images, labels, perm, first_index, num_steps)`: several steps per dispatch.
+  train_steps: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
 
   @property
   def num_devices(self) -> int:
@@ -197,24 +199,29 @@ def make_parallel(
       ),
       out_shardings=replicated,
   )
+  common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
+                augment=augment)
   if mode == "pmap":
+    common["axis_name"] = DATA_AXIS
     train_fn = jax.pmap(
-        functools.partial(
-            steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS,
-            aux_loss_weight=aux_loss_weight, augment=augment,
-        ),
-        axis_name=DATA_AXIS,
-        in_axes=(0, 0, 0, None, None),
+        functools.partial(steps.train_step, **common),
+        axis_name=DATA_AXIS, in_axes=(0, 0, 0, None, None), donate_argnums=(0,),
+    )
+    train_many = jax.pmap(
+        functools.partial(steps.train_steps, **common),
+        axis_name=DATA_AXIS, in_axes=(0, 0, 0, None, None), static_broadcasted_argnums=(5,),
         donate_argnums=(0,),
     )
   else:
+    common["batch_sharding"] = batch
     train_fn = jax.jit(
-        functools.partial(
-            steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch,
-            aux_loss_weight=aux_loss_weight, augment=augment,
-        ),
-        in_shardings=(replicated, replicated, replicated, replicated, replicated),
-        out_shardings=(replicated, replicated),
+        functools.partial(steps.train_step, **common),
+        in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
-  return Parallel(mode, mesh, train_fn, eval_fn)
+    train_many = jax.jit(
+        functools.partial(steps.train_steps, **common), static_argnums=(5,),
+        in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+  return Parallel(mode, mesh, train_fn, eval_fn, train_many)
