@@ -50,6 +50,9 @@ def default_train_config() -> ml_collections.ConfigDict:
   # by layer-wise pre-training): arrays whose path and shape match are copied, the rest
   # (e.g. a head for another number of classes) keep their initialisation and are logged.
   config.init_from = config_dict.placeholder(str)
+  # Also write TensorBoard event files into WORKDIR/tensorboard/ (scalars, weight
+  # histograms, gradient norm); metrics.jsonl is written either way.
+  config.tensorboard = True
 
   # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
   config.parallelism = "jit"

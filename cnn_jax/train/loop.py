@@ -23,7 +23,7 @@ from cnn_jax import data as data_lib
 from cnn_jax.data import augment as augment_lib
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
-from cnn_jax.run import Run
+from cnn_jax.run import Run, TensorBoardWriter
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import default_train_config
@@ -103,6 +103,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       preprocess=functools.partial(normalize, dtype=jnp.dtype(config.dtype)),
       aux_loss_weight=float(config.aux_loss_weight),
       augment=augment_lib.build(dc.augment),
+      grad_norm=bool(config.tensorboard),
   )
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
@@ -113,6 +114,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
 PLACEMENT_FIELDS = ("parallelism", "distributed")
+# Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
+REPORTING_FIELDS = ("tensorboard",)
 
 
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
@@ -176,12 +179,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Writes the run directory (`cnn_jax.run.Run`): config.json, metrics.jsonl,
   checkpoints and, at the end, summary.json; returns the summary. A workdir
   with checkpoints of the same config resumes from the latest valid one and
-  ends with the same parameters and metrics as an uninterrupted run.
+  ends with the same parameters and metrics as an uninterrupted run. With
+  `config.tensorboard` it also writes TensorBoard event files (`_TensorBoard`).
   """
   initialize_distributed(config)
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
-  run.check_config(config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS)
+  run.check_config(
+      config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS + REPORTING_FIELDS
+  )
   s = setup(config)
   if jax.process_index() == 0:
     run.write_config(config)
@@ -190,6 +196,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train(s, run, ckpt)
   finally:
     ckpt.close()
+
+
+def _tensorboard(run: Run, config: ml_collections.ConfigDict, start_step: int) -> TensorBoardWriter:
+  """This part of the run's event file in `WORKDIR/tensorboard/` (process 0 only).
+
+  At the steps metrics.jsonl gives them: scalars `train/loss`, `train/accuracy`,
+  `train/learning_rate`, `train/aux_loss` (if any), `train/grad_norm` (the global norm of
+  the gradient, mean over the steps since the last log line; after a resume, over those
+  since the resume) and `train/images_per_s` (wall clock since the last log line, so the
+  first includes compilation); `test/loss`, `test/accuracy`; and a histogram of every
+  parameter, `params/<module>/.../<array>`, at step 0 and after every epoch. A resumed run
+  starts its file with `purge_step`: TensorBoard drops the earlier files' events after the
+  checkpoint it resumed from (written again by this part), so each step shows once.
+  """
+  return run.tensorboard_writer(
+      enabled=jax.process_index() == 0 and bool(config.tensorboard),
+      purge_step=start_step + 1 if start_step else 0,
+  )
+
+
+def _host_params(par: Parallel, state: steps.TrainState) -> Any:
+  return jax.tree.map(np.asarray, par.plain_state(state).params)
 
 
 def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
@@ -237,13 +265,23 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   uniform_loss = math.log(s.train.num_classes)
   growth_warned = False
   last_step = start_step
-  with PreemptionGuard() as guard, run.metric_writer(enabled=is_writer) as writer:
+  grad_norms = []  # TensorBoard only: not in metrics.jsonl, nor in the checkpoints
+  with (
+      PreemptionGuard() as guard,
+      run.metric_writer(enabled=is_writer) as writer,
+      _tensorboard(run, config, start_step) as tb,
+  ):
+    if tb.enabled and start_step == 0:
+      tb.histograms(0, "params", _host_params(par, state))
     for step in range(start_step, s.total_steps):
       epoch, index = divmod(step, s.steps_per_epoch)
       if index == 0 or step == start_step:
         perm = permutation(s.data_key, epoch, len(s.train))
       state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
-      pending.append(par.metrics(m))
+      m = par.metrics(m)
+      if "grad_norm" in m:
+        grad_norms.append(m.pop("grad_norm"))
+      pending.append(m)
       done = step + 1
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
@@ -274,6 +312,12 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
             done, s.total_steps, epoch + 1, means["loss"], means["accuracy"], rate,
             rate * config.batch_size, _fmt_time((s.total_steps - done) / rate),
         )
+        tb.scalars(done, {
+            **{f"train/{k}": v for k, v in record.items() if k not in ("step", "epoch", "split")},
+            **({"train/grad_norm": np.mean([float(g) for g in grad_norms])} if grad_norms else {}),
+            "train/images_per_s": rate * config.batch_size,
+        })
+        grad_norms = []
       if end_of_epoch and ((epoch + 1) % config.eval_every_epochs == 0 or done == s.total_steps):
         loss, acc = evaluate(
             par.eval_state(state), par.eval_step, test_images, test_labels, len(s.test),
@@ -283,8 +327,12 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         writer.write(record)
         history.append(record)
         logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
+        tb.scalars(done, {"test/loss": loss, "test/accuracy": acc})
+      if end_of_epoch and tb.enabled:
+        tb.histograms(done, "params", _host_params(par, state))
       if ckpt.due(done) or done == s.total_steps or guard.requested:
         check_finite(pending, done, run, ckpt)
+        tb.flush()  # what a checkpoint covers is on disk before it (a resume purges the rest)
         plain = par.plain_state(state)
         if not bool(all_finite(plain.params)):  # a loss is computed before its update
           raise _diverged(done, run, ckpt)

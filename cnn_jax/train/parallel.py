@@ -180,8 +180,12 @@ def make_parallel(
     preprocess: Callable[[jax.Array], jax.Array],
     aux_loss_weight: float = 0.0,
     augment: Callable[..., jax.Array] | None = None,
+    grad_norm: bool = False,
 ) -> Parallel:
-  """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap')."""
+  """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
+
+  `aux_loss_weight`, `augment` and `grad_norm` go to `steps.train_step`.
+  """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
   devices = np.asarray(jax.devices())
@@ -202,6 +206,7 @@ def make_parallel(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS,
             aux_loss_weight=aux_loss_weight, augment=augment,
+            grad_norm=grad_norm,
         ),
         axis_name=DATA_AXIS,
         in_axes=(0, 0, 0, None, None),
@@ -212,6 +217,7 @@ def make_parallel(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch,
             aux_loss_weight=aux_loss_weight, augment=augment,
+            grad_norm=grad_norm,
         ),
         in_shardings=(replicated, replicated, replicated, replicated, replicated),
         out_shardings=(replicated, replicated),

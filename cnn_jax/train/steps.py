@@ -89,6 +89,7 @@ def train_step(
     axis_name: str | None = None,
     aux_loss_weight: float = 0.0,
     augment: Callable[..., jax.Array] | None = None,
+    grad_norm: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
@@ -112,6 +113,9 @@ def train_step(
   `augment` (`cnn_jax.data.augment.build`) transforms the raw batch before
   `preprocess`, with the key `fold_in(split(dropout_key)[1], step)` and each
   example's index in the global batch: the same augmentation under jit and pmap.
+
+  `grad_norm=True` adds the metric `grad_norm`, the global L2 norm of the (averaged)
+  gradient of every parameter, before any clipping; the update is computed as without it.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
   offset = 0
@@ -157,6 +161,8 @@ def train_step(
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
+  if grad_norm:
+    metrics["grad_norm"] = optax.global_norm(grads)
   state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
   return state, metrics
 
