@@ -198,8 +198,14 @@ class Run:
 
   def read_config(self) -> ml_collections.ConfigDict:
     if not self.has_config():
+      network = self.path / "train"
+      hint = (
+          f" It holds a layer-wise pre-training run (experiments.pretrain); name its network, "
+          f"{network}." if (network / "config.json").is_file() else ""
+      )
       raise ConfigError(
-          f"{self.config_path} not found: {self.path} is not a training run of experiments.main."
+          f"{self.config_path} not found: {self.path} is not a training run of "
+          f"experiments.main.{hint}"
       )
     return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
 

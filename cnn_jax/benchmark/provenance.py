@@ -30,6 +30,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.data.augment": [],
     "train.eval_every_epochs": 1,
     "train.init_from": None,
+    "train.train_only": [],
     "train.tensorboard": True,
 }
 

@@ -28,7 +28,7 @@ from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.init_from import initialize_from
-from cnn_jax.train.optim import create_optimizer
+from cnn_jax.train.optim import check_train_only, create_optimizer, keep_frozen_stats
 from cnn_jax.train.parallel import DATA_AXIS, Parallel, initialize_distributed, make_parallel
 from cnn_jax.train.preemption import Preempted, PreemptionGuard
 
@@ -80,7 +80,9 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     )
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  tx, schedule = create_optimizer(config.optimizer, total_steps, steps_per_epoch)
+  tx, schedule = create_optimizer(
+      config.optimizer, total_steps, steps_per_epoch, train_only=config.train_only
+  )
   root = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
@@ -93,6 +95,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ConfigError(f"eval_every_epochs must be at least 1, got {config.eval_every_epochs}.")
   if config.init_from:
     state = initialize_from(state, config.init_from, config.model.name)
+  if config.train_only:
+    _log_trained(state.params, config.train_only)
   n_dev = jax.device_count()
   eval_bs = max(n_dev, min(config.eval_batch_size, len(test)) // n_dev * n_dev)
   parallel = make_parallel(
@@ -104,10 +108,31 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       aux_loss_weight=float(config.aux_loss_weight),
       augment=augment_lib.build(dc.augment),
       grad_norm=bool(config.tensorboard),
+      keep_frozen_stats=keep_frozen_stats(config.train_only) if config.train_only else None,
   )
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
       data_key, parallel, eval_bs,
+  )
+
+
+def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
+  """Logs which arrays train under `train_only` (a ConfigError if a name matches none)."""
+  trained, frozen = check_train_only(params, train_only)
+  sizes = {
+      "/".join(str(k.key) for k in path): int(np.size(x))
+      for path, x in jax.tree_util.tree_leaves_with_path(params)
+  }
+  # Frozen arrays by top-level module where the whole module is frozen.
+  partly = {n.split("/")[0] for n in trained}
+  frozen_names = sorted(
+      {n.split("/")[0] for n in frozen if n.split("/")[0] not in partly}
+      | {n for n in frozen if n.split("/")[0] in partly}
+  )
+  logging.info(
+      "train_only=%s: %d of %d arrays train (%s of %s parameters): %s; frozen: %s.",
+      train_only, len(trained), len(sizes), f"{sum(sizes[n] for n in trained):,}",
+      f"{sum(sizes.values()):,}", ", ".join(trained), ", ".join(frozen_names) or "none",
   )
 
 

@@ -181,10 +181,11 @@ def make_parallel(
     aux_loss_weight: float = 0.0,
     augment: Callable[..., jax.Array] | None = None,
     grad_norm: bool = False,
+    keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
 
-  `aux_loss_weight`, `augment` and `grad_norm` go to `steps.train_step`.
+  `aux_loss_weight`, `augment`, `grad_norm` and `keep_frozen_stats` go to `steps.train_step`.
   """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
@@ -206,7 +207,7 @@ def make_parallel(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, axis_name=DATA_AXIS,
             aux_loss_weight=aux_loss_weight, augment=augment,
-            grad_norm=grad_norm,
+            grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
         ),
         axis_name=DATA_AXIS,
         in_axes=(0, 0, 0, None, None),
@@ -217,7 +218,7 @@ def make_parallel(
         functools.partial(
             steps.train_step, batch_size=batch_size, preprocess=preprocess, batch_sharding=batch,
             aux_loss_weight=aux_loss_weight, augment=augment,
-            grad_norm=grad_norm,
+            grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
         ),
         in_shardings=(replicated, replicated, replicated, replicated, replicated),
         out_shardings=(replicated, replicated),
