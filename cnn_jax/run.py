@@ -12,6 +12,8 @@ extractor and anything else that looks inside a trained run):
   summary.json      final accuracy, parameter count, wall time, throughput, device
   checkpoints/      orbax checkpoints, one folder per step: `state` (arrays) + `meta` (JSON)
   checkpoints_corrupt/   unreadable checkpoints moved aside (never deleted)
+  tensorboard/      TensorBoard event files (`tensorboard --logdir WORKDIR`): a view of
+                    the run written beside metrics.jsonl, which stays the record
 
 Every JSON file is written atomically (a temporary file, then a rename), so a
 kill never leaves half a file; files get the usual permissions (0666 minus umask).
@@ -22,10 +24,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Mapping
+from typing import Any, Iterable, Self
 
 import ml_collections
+import numpy as np
 
 from cnn_jax.errors import ConfigError
 
@@ -96,6 +101,81 @@ class MetricWriter:
     self.close()
 
 
+class TensorBoardWriter:
+  """Scalars, histograms, images and text for TensorBoard, through tensorboardX (no TensorFlow).
+
+  Each writer opens a new event file in `directory`, named so that a directory's files
+  sort in the order they were opened: TensorBoard reads them in name order, and
+  tensorboardX alone names files by the second (two writers opened in the same second
+  would write one file). `purge_step=S` tells TensorBoard to drop every event at step
+  >= S from the earlier files: a run resumed from its checkpoint at step S - 1 writes
+  those steps again. `replace=True` deletes the earlier files of the same `name` first
+  (pictures drawn again, a suite's table). `enabled=False` (processes other than 0,
+  `config.tensorboard=False`) writes nothing and imports nothing.
+  """
+
+  def __init__(
+      self, directory: pathlib.Path, *, enabled: bool = True, purge_step: int | None = None,
+      name: str = "train", replace: bool = False,
+  ):
+    self._writer = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+
+      if replace and directory.is_dir():
+        for old in directory.glob(f"events.out.tfevents.*.{name}"):
+          old.unlink()
+      self._writer = SummaryWriter(
+          str(directory), purge_step=purge_step, filename_suffix=f".{time.time_ns()}.{name}"
+      )
+
+  @property
+  def enabled(self) -> bool:
+    return self._writer is not None
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    """One point per tag (`"train/loss"`, ...) at `step`."""
+    if self._writer is not None:
+      for tag, value in values.items():
+        self._writer.add_scalar(tag, float(value), step)
+
+  def histograms(self, step: int, prefix: str, tree: Mapping[str, Any]) -> None:
+    """One histogram per array of a nested mapping, tagged `prefix/path/to/array`.
+
+    Arrays holding nan or inf are left out (training reports divergence itself).
+    """
+    if self._writer is None:
+      return
+    for key, value in tree.items():
+      if isinstance(value, Mapping):
+        self.histograms(step, f"{prefix}/{key}", value)
+      elif np.all(np.isfinite(value)):
+        self._writer.add_histogram(f"{prefix}/{key}", np.asarray(value), step)
+
+  def image(self, step: int, tag: str, pixels: Any) -> None:
+    """`pixels`: `[H, W, C]`, C = 1, 3 or 4 (alpha dropped), uint8 or floats in [0, 1]."""
+    if self._writer is not None:
+      self._writer.add_image(tag, pixels[..., :3], step, dataformats="HWC")
+
+  def text(self, step: int, tag: str, markdown: str) -> None:
+    if self._writer is not None:
+      self._writer.add_text(tag, markdown, step)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+  def __enter__(self) -> Self:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
 class Run:
   """A training run's directory."""
 
@@ -110,6 +190,7 @@ class Run:
   summary_path = property(lambda self: self.path / "summary.json")
   checkpoint_dir = property(lambda self: self.path / "checkpoints")
   corrupt_dir = property(lambda self: self.path / "checkpoints_corrupt")
+  tensorboard_dir = property(lambda self: self.path / "tensorboard")
 
   # ---------------------------------------------------------------------------- config
   def has_config(self) -> bool:
@@ -117,8 +198,14 @@ class Run:
 
   def read_config(self) -> ml_collections.ConfigDict:
     if not self.has_config():
+      network = self.path / "train"
+      hint = (
+          f" It holds a layer-wise pre-training run (experiments.pretrain); name its network, "
+          f"{network}." if (network / "config.json").is_file() else ""
+      )
       raise ConfigError(
-          f"{self.config_path} not found: {self.path} is not a training run of experiments.main."
+          f"{self.config_path} not found: {self.path} is not a training run of "
+          f"experiments.main.{hint}"
       )
     return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
 
@@ -181,6 +268,16 @@ class Run:
   def metric_writer(self, *, enabled: bool = True) -> MetricWriter:
     return MetricWriter(self.metrics_path, enabled=enabled)
 
+  def tensorboard_writer(
+      self, *, enabled: bool = True, purge_step: int | None = None, name: str = "train",
+      replace: bool = False,
+  ) -> TensorBoardWriter:
+    """A new event file in `tensorboard/` (see `TensorBoardWriter`)."""
+    return TensorBoardWriter(
+        self.tensorboard_dir, enabled=enabled, purge_step=purge_step, name=name,
+        replace=replace,
+    )
+
   # --------------------------------------------------------------------------- summary
   def has_summary(self) -> bool:
     return self.summary_path.is_file()
@@ -206,6 +303,16 @@ class Run:
             "meta": ocp.JsonCheckpointHandler(),
         },
     )
+
+  def latest_step(self) -> int | None:
+    """The step of the latest finished checkpoint (None without one)."""
+    if not self.checkpoint_dir.is_dir():
+      return None
+    manager = self.checkpoint_manager()
+    try:
+      return manager.latest_step()
+    finally:
+      manager.close()
 
   def restore_variables(self) -> dict[str, Any]:
     """`{"params", "batch_stats"}` of the latest checkpoint."""

@@ -469,7 +469,8 @@ def visualize_run(
     split: the split searched for top patches (and holding `image`).
     image: the index of the image whose feature maps are drawn.
     splits: `(train, split)` already loaded (the train split gives the normalisation).
-  Nothing in `workdir` outside `visualize/` is written.
+  Nothing in `workdir` outside `visualize/` is written but a new TensorBoard event file
+  holding the pictures (`add_to_tensorboard`).
   """
   run = Run(workdir)
   model, variables, config = open_run(workdir)
@@ -527,12 +528,26 @@ def visualize_run(
     label = f", label {evaluated.class_names[int(evaluated.labels[image])]}"
   draw_feature_maps(evaluated.images[image], maps, path, f"{what}: image {image}{label}")
   written.append(path)
+  add_to_tensorboard(run, config, [p for p in written if p.suffix == ".png"])
   return written
 
 
+def add_to_tensorboard(run: Run, config, pngs: Sequence[pathlib.Path]) -> None:
+  """The pictures as images `visualize/<name>` in the run's TensorBoard event files, at
+  the step of the checkpoint they show: one file in `tensorboard/` that replaces the one
+  an earlier call wrote. Not when the run was trained with `config.tensorboard=False`."""
+  if not config.get("tensorboard", True):
+    return
+  plt = _plt()
+  with run.tensorboard_writer(name="visualize", replace=True) as tb:
+    step = run.latest_step() or 0
+    for png in pngs:
+      tb.image(step, f"visualize/{png.stem}", plt.imread(png))
+
+
 __all__ = [
-    "Geometry", "check_layers", "default_layer", "draw_feature_maps", "draw_filters",
-    "draw_top_patches", "feature_maps", "feature_shapes", "first_conv_kernel", "geometries",
-    "most_active_units", "open_run", "patch_records", "resize_support", "top_patches",
-    "visualize_run",
+    "Geometry", "add_to_tensorboard", "check_layers", "default_layer", "draw_feature_maps",
+    "draw_filters", "draw_top_patches", "feature_maps", "feature_shapes", "first_conv_kernel",
+    "geometries", "most_active_units", "open_run", "patch_records", "resize_support",
+    "top_patches", "visualize_run",
 ]

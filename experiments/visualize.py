@@ -13,8 +13,10 @@ map larger than 1x1, C3 for LeNet-5, conv2 for SimpleCNN):
 and once:
   filters_<first conv>.png   the first conv layer's kernels
   feature_maps_<image>.png   every spatial feature of image --image of the split
-Nothing else in the workdir is written. See `cnn_jax/visualize.py` for how a
-unit's position maps to its pixel box.
+and adds the PNGs to the run's TensorBoard event files (a new file in WORKDIR/tensorboard/,
+unless the run was trained with --config.tensorboard=False). Nothing else in the
+workdir is written. See `cnn_jax/visualize.py` for how a unit's position maps to its
+pixel box.
 """
 
 from absl import flags

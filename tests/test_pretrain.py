@@ -236,3 +236,62 @@ def test_pretrain_command_then_fine_tune_with_main(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   assert "Initialised 4 arrays from" in r.stderr and "0 keep their fresh initialisation" in r.stderr
   assert "200 train" in r.stderr
+  # The frozen `cnn` extractor (experiments.probe --features=cnn) reads the same network.
+  from cnn_jax.features.cnn import build_cnn
+
+  train = data.load_split("digits", "train")
+  kwargs = {"image_shape": train.images.shape[1:], "train_images": train.images, "layer": "fc1"}
+  features = build_cnn(workdir=str(tmp_path / "pre" / "train"), **kwargs)
+  assert features(train.images[:5]).shape == (5, 16)
+  with pytest.raises(ConfigError, match="holds a layer-wise pre-training run .*name its network"):
+    build_cnn(workdir=str(tmp_path / "pre"), **kwargs)
+
+
+def _tiny_cnn(**overrides):
+  """simple_cnn with BatchNorm on 320 digits: 5 steps an epoch."""
+  from cnn_jax.train.config import load_config
+
+  return load_config("configs/simple_cnn_digits.py", {
+      "data.num_train": 320, "batch_size": 64, "num_epochs": 1, "log_every_steps": 5,
+      "model.batch_norm": True, "model.conv_features": (4, 8), "model.dense_features": (16,),
+      **overrides,
+  })
+
+
+def test_train_only_the_head_leaves_every_other_array_as_loaded(tmp_path, caplog):
+  source = tmp_path / "source"
+  loop.train_and_evaluate(_tiny_cnn(), str(source))
+  # Weight decay and clipping would move a frozen array if it saw any update at all.
+  config = _tiny_cnn(**{
+      "init_from": str(source), "train_only": ("output",), "seed": 1, "num_epochs": 2,
+      "optimizer.name": "adamw", "optimizer.weight_decay": 0.1, "optimizer.grad_clip_norm": 0.5,
+  })
+  with caplog.at_level("INFO"):
+    loop.train_and_evaluate(config, str(tmp_path / "head"))
+  assert ("train_only=('output',): 2 of 12 arrays train (170 of 2,594 parameters): "
+          "output/bias, output/kernel; frozen: block1, block2, dense1.") in caplog.text
+  before = flatten(jax.tree.map(np.asarray, Run(source).restore_variables()))
+  after = flatten(jax.tree.map(np.asarray, Run(tmp_path / "head").restore_variables()))
+  assert sorted(before) == sorted(after) and len(before) == 16  # BatchNorm statistics too
+  for key in before:
+    if key.startswith("params.output."):
+      assert not np.array_equal(after[key], before[key]), key
+    else:
+      np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+
+
+def test_train_only_names_modules_or_paths_below_them(tmp_path):
+  from cnn_jax.train import optim
+
+  params = loop.setup(_tiny_cnn()).state.params
+  trained, frozen = optim.check_train_only(params, ("block2/norm", "output"))
+  assert trained == ["block2/norm/bn/bias", "block2/norm/bn/scale", "output/bias", "output/kernel"]
+  assert len(frozen) == 8
+  stats = {"block1": {"norm": {"bn": {"mean": 0.0}}}, "block2": {"norm": {"bn": {"mean": 0.0}}}}
+  new = jax.tree.map(lambda x: x + 1.0, stats)
+  kept = optim.keep_frozen_stats(("block2/norm",))(stats, new)
+  assert kept == {"block1": {"norm": {"bn": {"mean": 0.0}}}, "block2": {"norm": {"bn": {"mean": 1.0}}}}
+  with pytest.raises(ConfigError, match="train_only names 'head', which is no module of this "
+                     "model; its top-level modules are block1, block2, dense1, output"):
+    loop.train_and_evaluate(_tiny_cnn(train_only=("head",)), str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()

@@ -30,7 +30,7 @@ def tiny_digits_config(**overrides):
 def test_train_writes_config_metrics_and_summary(tmp_path):
   summary = train_and_evaluate(tiny_digits_config(), str(tmp_path))
   files = sorted(p.name for p in tmp_path.iterdir())
-  assert files == ["checkpoints", "config.json", "metrics.jsonl", "summary.json"]
+  assert files == ["checkpoints", "config.json", "metrics.jsonl", "summary.json", "tensorboard"]
   metrics = Run(tmp_path).read_metrics()
   train = [m for m in metrics if m["split"] == "train"]
   test = [m for m in metrics if m["split"] == "test"]

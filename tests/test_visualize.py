@@ -125,7 +125,7 @@ def _tree_hash(path: pathlib.Path) -> str:
   h = hashlib.sha256()
   for p in sorted(path.rglob("*")):
     rel = p.relative_to(path)
-    if rel.parts[0] == "visualize":
+    if rel.parts[0] in ("visualize", "tensorboard"):
       continue
     h.update(str(rel).encode() + (p.read_bytes() if p.is_file() else b"/"))
   return h.hexdigest()
@@ -167,6 +167,15 @@ def test_suite_writes_the_pictures_beside_its_table_only_when_asked(suite_run):
       "feature_maps_0.png", "filters_C1.png", "top_patches_C3.json", "top_patches_C3.png"]
   assert (workdir / "results.jsonl").read_text() == results
   assert json.loads((workdir / "table.json").read_text())["rows"] == rows
+  # TensorBoard: the suite's table as text, the run's scalars and now its pictures.
+  from test_tensorboard import read_events
+
+  (text,) = read_events(workdir / "tensorboard").Tensors(f"suite/{SUITE}/text_summary")
+  assert "vis_lenet5" in text.tensor_proto.string_val[0].decode()
+  events = read_events(train_dir / "tensorboard")
+  assert sorted(events.Tags()["images"]) == [
+      "visualize/feature_maps_0", "visualize/filters_C1", "visualize/top_patches_C3"]
+  assert events.Images("visualize/filters_C1")[0].step == events.Scalars("test/loss")[-1].step
   shutil.rmtree(train_dir / "visualize")
 
 
@@ -189,6 +198,8 @@ def test_cli_writes_the_pictures_and_nothing_else(digits_run, tmp_path):
   for name in names:
     if name.endswith(".png"):
       assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # Drawn again: its TensorBoard file replaces the earlier one.
+  assert len(list((digits_run / "tensorboard").glob("*.visualize"))) == 1
   assert runs[1].returncode == 2
   assert bad_err.startswith("error: ") and "'C9'" in bad_err
   assert "C1, S2, C3, S4, C5, F6" in bad_err

@@ -31,6 +31,8 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.eval_every_epochs": 1,
     "train.steps_per_call": 1,
     "train.init_from": None,
+    "train.train_only": [],
+    "train.tensorboard": True,
 }
 
 

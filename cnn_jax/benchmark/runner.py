@@ -8,6 +8,9 @@ Layout of the suite's workdir:
   runs/<experiment>/seed_<s>/layer_<i>/     a pre-training run's layers (`cnn_jax.train.pretrain`)
   results.jsonl, table.md, table.csv, table.json, accuracy_vs_time.png, learning_curves.png,
   accuracy_vs_labels.png (suites whose rows vary the number of labelled examples)
+  tensorboard/                             table.md as TensorBoard text (`tensorboard --logdir
+                                           WORKDIR` shows it beside every training run's
+                                           scalars, histograms and pictures)
 
 A run whose `result.json` exists with the same config hash is skipped, so an
 interrupted suite resumes where it stopped (and a training run inside it
@@ -22,6 +25,7 @@ import json
 import pathlib
 from typing import Any
 
+import jax
 from absl import logging
 
 from cnn_jax import data as data_lib
@@ -34,7 +38,7 @@ from cnn_jax.benchmark.provenance import config_hash, git_state, provenance
 from cnn_jax.benchmark.registry import Experiment, suite
 from cnn_jax.data import datasets
 from cnn_jax.errors import ConfigError
-from cnn_jax.run import Run, write_json_atomic, write_jsonl_atomic
+from cnn_jax.run import Run, TensorBoardWriter, write_json_atomic, write_jsonl_atomic
 from cnn_jax.train import pretrain as pretrain_lib
 from cnn_jax.train import train_and_evaluate
 
@@ -209,6 +213,11 @@ def run_suite(
   write_jsonl_atomic(workdir / "results.jsonl", records)
   table = tables.build_table(suite_name, info, experiments, records, provenance(seeds, hashes, git))
   tables.write_tables(table, workdir)
+  tensorboard = TensorBoardWriter(
+      workdir / "tensorboard", enabled=jax.process_index() == 0, name="suite", replace=True
+  )
+  with tensorboard as tb:
+    tb.text(0, f"suite/{suite_name}", tables.render_markdown(table))
   plots.accuracy_vs_time(table, workdir / "accuracy_vs_time.png")
   plots.accuracy_vs_labels(table, workdir / "accuracy_vs_labels.png")
   plots.learning_curves(

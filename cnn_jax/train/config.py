@@ -54,6 +54,14 @@ def default_train_config() -> ml_collections.ConfigDict:
   # by layer-wise pre-training): arrays whose path and shape match are copied, the rest
   # (e.g. a head for another number of classes) keep their initialisation and are logged.
   config.init_from = config_dict.placeholder(str)
+  # The modules that train, by name ("output", or a path below one: "block3/conv"); every
+  # other parameter gets exactly zero updates and a frozen module's BatchNorm statistics
+  # stay as loaded. () = everything trains. Head-only fine-tuning of an mlp:
+  # --config.init_from=W --config.train_only='("output",)'.
+  config.train_only = ()
+  # Also write TensorBoard event files into WORKDIR/tensorboard/ (scalars, weight
+  # histograms, gradient norm); metrics.jsonl is written either way.
+  config.tensorboard = True
 
   # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
   config.parallelism = "jit"

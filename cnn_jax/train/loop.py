@@ -23,12 +23,12 @@ from cnn_jax import data as data_lib
 from cnn_jax.data import augment as augment_lib
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
-from cnn_jax.run import Run
+from cnn_jax.run import Run, TensorBoardWriter
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.init_from import initialize_from
-from cnn_jax.train.optim import create_optimizer
+from cnn_jax.train.optim import check_train_only, create_optimizer, keep_frozen_stats
 from cnn_jax.train.parallel import DATA_AXIS, Parallel, initialize_distributed, make_parallel
 from cnn_jax.train.preemption import Preempted, PreemptionGuard
 
@@ -80,7 +80,9 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     )
   steps_per_epoch = len(train) // config.batch_size
   total_steps = steps_per_epoch * config.num_epochs
-  tx, schedule = create_optimizer(config.optimizer, total_steps, steps_per_epoch)
+  tx, schedule = create_optimizer(
+      config.optimizer, total_steps, steps_per_epoch, train_only=config.train_only
+  )
   root = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
@@ -95,6 +97,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ConfigError(f"eval_every_epochs must be at least 1, got {config.eval_every_epochs}.")
   if config.init_from:
     state = initialize_from(state, config.init_from, config.model.name)
+  if config.train_only:
+    _log_trained(state.params, config.train_only)
   n_dev = jax.device_count()
   eval_bs = max(n_dev, min(config.eval_batch_size, len(test)) // n_dev * n_dev)
   parallel = make_parallel(
@@ -105,6 +109,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       preprocess=functools.partial(normalize, dtype=jnp.dtype(config.dtype)),
       aux_loss_weight=float(config.aux_loss_weight),
       augment=augment_lib.build(dc.augment),
+      grad_norm=bool(config.tensorboard),
+      keep_frozen_stats=keep_frozen_stats(config.train_only) if config.train_only else None,
   )
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
@@ -112,9 +118,31 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   )
 
 
+def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
+  """Logs which arrays train under `train_only` (a ConfigError if a name matches none)."""
+  trained, frozen = check_train_only(params, train_only)
+  sizes = {
+      "/".join(str(k.key) for k in path): int(np.size(x))
+      for path, x in jax.tree_util.tree_leaves_with_path(params)
+  }
+  # Frozen arrays by top-level module where the whole module is frozen.
+  partly = {n.split("/")[0] for n in trained}
+  frozen_names = sorted(
+      {n.split("/")[0] for n in frozen if n.split("/")[0] not in partly}
+      | {n for n in frozen if n.split("/")[0] in partly}
+  )
+  logging.info(
+      "train_only=%s: %d of %d arrays train (%s of %s parameters): %s; frozen: %s.",
+      train_only, len(trained), len(sizes), f"{sum(sizes[n] for n in trained):,}",
+      f"{sum(sizes.values()):,}", ", ".join(trained), ", ".join(frozen_names) or "none",
+  )
+
+
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
 PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call")
+# Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
+REPORTING_FIELDS = ("tensorboard",)
 
 
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
@@ -167,6 +195,11 @@ def per_step(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
   return out
 
 
+def _mean_of_calls(values: list[jax.Array]) -> float:
+  """The mean over steps of per-call values (scalars, or `[k]` from multi-step calls)."""
+  return float(np.mean(np.concatenate([np.ravel(np.asarray(v)) for v in values])))
+
+
 class Diverged(UserError, FloatingPointError):
   """The loss or the parameters became nan or inf."""
 
@@ -208,12 +241,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Writes the run directory (`cnn_jax.run.Run`): config.json, metrics.jsonl,
   checkpoints and, at the end, summary.json; returns the summary. A workdir
   with checkpoints of the same config resumes from the latest valid one and
-  ends with the same parameters and metrics as an uninterrupted run.
+  ends with the same parameters and metrics as an uninterrupted run. With
+  `config.tensorboard` it also writes TensorBoard event files (`_TensorBoard`).
   """
   initialize_distributed(config)
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
-  run.check_config(config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS)
+  run.check_config(
+      config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS + REPORTING_FIELDS
+  )
   s = setup(config)
   if jax.process_index() == 0:
     run.write_config(config)
@@ -222,6 +258,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train(s, run, ckpt)
   finally:
     ckpt.close()
+
+
+def _tensorboard(run: Run, config: ml_collections.ConfigDict, start_step: int) -> TensorBoardWriter:
+  """This part of the run's event file in `WORKDIR/tensorboard/` (process 0 only).
+
+  At the steps metrics.jsonl gives them: scalars `train/loss`, `train/accuracy`,
+  `train/learning_rate`, `train/aux_loss` (if any), `train/grad_norm` (the global norm of
+  the gradient, mean over the steps since the last log line; after a resume, over those
+  since the resume) and `train/images_per_s` (wall clock since the last log line, so the
+  first includes compilation); `test/loss`, `test/accuracy`; and a histogram of every
+  parameter, `params/<module>/.../<array>`, at step 0 and after every epoch. A resumed run
+  starts its file with `purge_step`: TensorBoard drops the earlier files' events after the
+  checkpoint it resumed from (written again by this part), so each step shows once.
+  """
+  return run.tensorboard_writer(
+      enabled=jax.process_index() == 0 and bool(config.tensorboard),
+      purge_step=start_step + 1 if start_step else 0,
+  )
+
+
+def _host_params(par: Parallel, state: steps.TrainState) -> Any:
+  return jax.tree.map(np.asarray, par.plain_state(state).params)
 
 
 def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
@@ -269,7 +327,14 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   uniform_loss = math.log(s.train.num_classes)
   growth_warned = False
   last_step = start_step
-  with PreemptionGuard() as guard, run.metric_writer(enabled=is_writer) as writer:
+  grad_norms = []  # TensorBoard only: not in metrics.jsonl, nor in the checkpoints
+  with (
+      PreemptionGuard() as guard,
+      run.metric_writer(enabled=is_writer) as writer,
+      _tensorboard(run, config, start_step) as tb,
+  ):
+    if tb.enabled and start_step == 0:
+      tb.histograms(0, "params", _host_params(par, state))
     step = start_step
     while step < s.total_steps:
       epoch, index = divmod(step, s.steps_per_epoch)
@@ -280,7 +345,10 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
         state, m = par.train_steps(state, train_images, train_labels, perm, jnp.int32(index), k)
-      pending.append(par.metrics(m))
+      m = par.metrics(m)
+      if "grad_norm" in m:
+        grad_norms.append(m.pop("grad_norm"))
+      pending.append(m)
       step = done = step + k
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % config.log_every_steps == 0 or end_of_epoch:
@@ -312,6 +380,12 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
             done, s.total_steps, epoch + 1, means["loss"], means["accuracy"], rate,
             rate * config.batch_size, _fmt_time((s.total_steps - done) / rate),
         )
+        tb.scalars(done, {
+            **{f"train/{k}": v for k, v in record.items() if k not in ("step", "epoch", "split")},
+            **({"train/grad_norm": _mean_of_calls(grad_norms)} if grad_norms else {}),
+            "train/images_per_s": rate * config.batch_size,
+        })
+        grad_norms = []
       if end_of_epoch and ((epoch + 1) % config.eval_every_epochs == 0 or done == s.total_steps):
         loss, acc = evaluate(
             par.eval_state(state), par.eval_step, test_images, test_labels, len(s.test),
@@ -321,9 +395,13 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         writer.write(record)
         history.append(record)
         logging.info("epoch %d  test loss %.4f  test accuracy %.4f", epoch + 1, loss, acc)
+        tb.scalars(done, {"test/loss": loss, "test/accuracy": acc})
+      if end_of_epoch and tb.enabled:
+        tb.histograms(done, "params", _host_params(par, state))
       if ckpt.due(done) or done == s.total_steps or guard.requested:
         pending = per_step(pending)
         check_finite(pending, done, run, ckpt)
+        tb.flush()  # what a checkpoint covers is on disk before it (a resume purges the rest)
         plain = par.plain_state(state)
         if not bool(all_finite(plain.params)):  # a loss is computed before its update
           raise _diverged(done, run, ckpt)

@@ -1,9 +1,11 @@
-"""Optax optimisers and learning-rate schedules from the config, by name."""
+"""Optax optimisers and learning-rate schedules from the config, by name; frozen parameters."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Sequence
+from typing import Any, Callable
 
+import jax
 import ml_collections
 import optax
 
@@ -68,17 +70,81 @@ def warmup_steps(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 
 
 def create_optimizer(
-    cfg: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int = 1
+    cfg: ml_collections.ConfigDict,
+    total_steps: int,
+    steps_per_epoch: int = 1,
+    train_only: Sequence[str] = (),
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """`cfg` fields: name, learning_rate, schedule, warmup_steps or warmup_epochs,
-  weight_decay, momentum, nesterov, b1, b2, grad_clip_norm (0 = off)."""
+  weight_decay, momentum, nesterov, b1, b2, grad_clip_norm (0 = off).
+
+  `train_only` (`config.train_only`; () = every parameter trains): the modules that
+  train. Every other parameter gets exactly zero updates (`optax.set_to_zero` under
+  `optax.multi_transform`): the optimiser, weight decay and gradient clipping see
+  only the trained parameters, and keep no state for the frozen ones.
+  """
   make = OPTIMIZERS.get(cfg.name)
   warmup = warmup_steps(cfg, steps_per_epoch)
   schedule = SCHEDULES.get(cfg.schedule)(cfg.learning_rate, total_steps, warmup)
   tx = make(schedule, cfg)
   if cfg.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  if train_only:
+    tx = optax.multi_transform(
+        {"train": tx, "frozen": optax.set_to_zero()},
+        lambda params: jax.tree.map(
+            lambda trains: "train" if trains else "frozen", trainable_mask(params, train_only)
+        ),
+    )
   return tx, schedule
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+  """A key path (`jax.tree_util`) as `"block1/conv/kernel"`."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def _trains(name: str, train_only: Sequence[str]) -> bool:
+  return any(name == t or name.startswith(t.rstrip("/") + "/") for t in train_only)
+
+
+def trainable_mask(tree: Any, train_only: Sequence[str]) -> Any:
+  """`tree` (parameters or BatchNorm statistics) with True where the array trains.
+
+  An entry of `train_only` names a top-level module (`"output"`) or a path below one
+  (`"block3/conv"`); it covers every array under it.
+  """
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: _trains(_path_name(path), train_only), tree
+  )
+
+
+def check_train_only(params: Any, train_only: Sequence[str]) -> tuple[list[str], list[str]]:
+  """`(trained, frozen)` parameter paths; a ConfigError names an entry that matches nothing."""
+  names = [_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  for entry in train_only:
+    if not any(_trains(n, (entry,)) for n in names):
+      top = sorted({n.split("/")[0] for n in names})
+      raise ConfigError(
+          f"train_only names {entry!r}, which is no module of this model; its top-level "
+          f"modules are {', '.join(top)}. Name the ones that train, e.g. "
+          f"--config.train_only='(\"{top[0]}\",)'."
+      )
+  trained = [n for n in names if _trains(n, train_only)]
+  return trained, [n for n in names if not _trains(n, train_only)]
+
+
+def keep_frozen_stats(train_only: Sequence[str]) -> Callable[[Any, Any], Any]:
+  """`(old, new) -> statistics`: a frozen module's BatchNorm statistics stay the old ones.
+
+  Running averages are no parameters, but a frozen layer whose statistics moved would
+  compute other features at test time than the run it was loaded from.
+  """
+  def keep(old: Any, new: Any) -> Any:
+    return jax.tree_util.tree_map_with_path(
+        lambda path, o, n: n if _trains(_path_name(path), train_only) else o, old, new
+    )
+  return keep
 
 
 def default_optimizer_config() -> ml_collections.ConfigDict:

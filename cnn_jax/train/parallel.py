@@ -182,8 +182,13 @@ def make_parallel(
     preprocess: Callable[[jax.Array], jax.Array],
     aux_loss_weight: float = 0.0,
     augment: Callable[..., jax.Array] | None = None,
+    grad_norm: bool = False,
+    keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
 ) -> Parallel:
-  """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap')."""
+  """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
+
+  `aux_loss_weight`, `augment`, `grad_norm` and `keep_frozen_stats` go to `steps.train_step`.
+  """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
   devices = np.asarray(jax.devices())
@@ -200,7 +205,7 @@ def make_parallel(
       out_shardings=replicated,
   )
   common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
-                augment=augment)
+                augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats)
   if mode == "pmap":
     common["axis_name"] = DATA_AXIS
     train_fn = jax.pmap(

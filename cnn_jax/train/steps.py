@@ -89,6 +89,8 @@ def train_step(
     axis_name: str | None = None,
     aux_loss_weight: float = 0.0,
     augment: Callable[..., jax.Array] | None = None,
+    grad_norm: bool = False,
+    keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
@@ -112,6 +114,11 @@ def train_step(
   `augment` (`cnn_jax.data.augment.build`) transforms the raw batch before
   `preprocess`, with the key `fold_in(split(dropout_key)[1], step)` and each
   example's index in the global batch: the same augmentation under jit and pmap.
+
+  `grad_norm=True` adds the metric `grad_norm`, the global L2 norm of the (averaged)
+  gradient of every parameter, before any clipping; the update is computed as without it.
+  `keep_frozen_stats(old, new)` returns the BatchNorm statistics to keep: the old ones of
+  frozen modules (`cnn_jax.train.optim.keep_frozen_stats`), which train no parameter.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
   offset = 0
@@ -157,7 +164,12 @@ def train_step(
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
-  state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
+  if grad_norm:
+    metrics["grad_norm"] = optax.global_norm(grads)
+  batch_stats = updates.get("batch_stats", {})
+  if keep_frozen_stats is not None:
+    batch_stats = keep_frozen_stats(state.batch_stats, batch_stats)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return state, metrics
 
 
