@@ -65,6 +65,46 @@ def test_hog_colour_picks_the_strongest_channel():
   np.testing.assert_allclose(features.extract("hog", rgb), ref, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("orientations,ppc", [(9, 4), (8, 4), (6, 2)])
+def test_hog_transform_sqrt_matches_skimage(fashion, digits, orientations, ppc):
+  """Square-root gradients of uint8 images land on bin edges exactly (e.g. sqrt(3) - 0 vs
+  1 - 0 is 60 degrees): our bins follow scikit-image's float64 there (within 1e-4; ~1e-6)."""
+  kw = dict(orientations=orientations, pixels_per_cell=(ppc, ppc), cells_per_block=(2, 2),
+            block_norm="L2-Hys")
+  for images in (fashion, digits):
+    if images.shape[1] < 4 * ppc:
+      continue
+    ours = features.extract("hog", images, transform_sqrt=True, **kw)
+    np.testing.assert_allclose(ours, _hog_ref(images, transform_sqrt=True, **kw), rtol=0,
+                               atol=1e-4)
+
+
+def test_hog_transform_sqrt_colour():
+  rgb = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+  ref = np.stack([skimage_feature.hog(im, 9, (4, 4), (2, 2), channel_axis=-1,
+                                      transform_sqrt=True) for im in rgb])
+  np.testing.assert_allclose(features.extract("hog", rgb, transform_sqrt=True), ref, rtol=0,
+                             atol=1e-4)
+
+
+def test_hog_on_float_images_differs_only_at_bin_edges(digits):
+  """Float images: float32 gradients and arctan2. Random values sit off the bin edges and
+  match to 1e-6; integer images scaled to [0, 1] put gradients exactly on edges (45 and 90
+  degrees with 8 orientations), where float32 and float64 can pick neighbouring bins. As
+  uint8 the same images match."""
+  kw = dict(orientations=8, pixels_per_cell=(2, 2), cells_per_block=(2, 2), block_norm="L1")
+  rng = np.random.default_rng(0)
+  random = rng.random((16, 8, 8, 1)).astype(np.float32)
+  np.testing.assert_allclose(features.extract("hog", random, **kw),
+                             _hog_ref(random.astype(np.float64), **kw), rtol=0, atol=1e-6)
+  scaled = (digits / 255.0).astype(np.float32)
+  worst = np.abs(features.extract("hog", scaled, **kw) - _hog_ref(scaled.astype(np.float64),
+                                                                   **kw)).max(axis=1)
+  assert (worst > 1e-3).any() and np.median(worst) < 1e-6
+  np.testing.assert_allclose(features.extract("hog", digits, **kw), _hog_ref(digits, **kw),
+                             rtol=0, atol=1e-6)
+
+
 @needs_fashion_mnist
 @pytest.mark.parametrize("wrong", [dict(cells_per_block=(3, 3)), dict(block_norm="L2"),
                                    dict(block_norm="L1"), dict(orientations=8)])
@@ -335,6 +375,8 @@ def test_bad_names_and_parameters_fail_clearly():
     features.make_extractor({"name": "hog", "block_norm": "L3"}, image_shape=shape)
   with pytest.raises(ConfigError, match="larger than the 28x28"):
     features.make_extractor({"name": "lbp", "pixels_per_cell": 29}, image_shape=shape)
+  with pytest.raises(ConfigError, match="transform_sqrt must be True or False"):
+    features.make_extractor({"name": "hog", "transform_sqrt": "yes"}, image_shape=shape)
   with pytest.raises(ConfigError, match="Unknown LBP method 'riu2'.*nri_uniform"):
     features.make_extractor({"name": "lbp", "method": "riu2"}, image_shape=shape)
   with pytest.raises(ConfigError, match="points must be a positive int"):

@@ -25,7 +25,9 @@ PACKAGES = (
 # the hash, so finished runs stay valid (a resumed suite does not recompute them); at any
 # other value it is hashed like every other field. Keys are dotted paths in a suite
 # config ("train." for training runs, "features." / "probe." for probe runs).
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "features.transform_sqrt": False,  # hog: square root of the image first (issue 19)
+}
 
 
 def _drop_neutral(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
