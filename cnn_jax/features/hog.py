@@ -21,7 +21,7 @@ Float images take float32 gradients and `arctan2`, also within about 1e-6, excep
 gradient within float32 rounding of a bin edge can vote into the neighbouring bin. Generic
 float images rarely have one; integer images scaled to [0, 1] or square-rooted put many
 exactly on edges (45 and 90 degrees with 8 orientations; 60 degrees), where a feature can
-then differ by that pixel's share of its block (0.5 seen). Use uint8 images for exactness.
+then differ by that pixel's share of its block (0.7 seen). Use uint8 images for exactness.
 The channel of colour images under `transform_sqrt` is picked in float32, which can differ
 from scikit-image's pick where two channels' gradient magnitudes agree to about 1e-7.
 """
