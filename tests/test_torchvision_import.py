@@ -40,7 +40,18 @@ def torch():
 
 
 def torchvision_model(torch, name: str, **kwargs):
-  """torchvision's `name`, randomly initialised, BatchNorm statistics random too, in eval mode."""
+  """torchvision's `name` with random weights, in eval mode, its BatchNorm layers given
+  random scales and shifts and running statistics measured on random images.
+
+  With torchvision's initial statistics (mean 0, variance 1) the activations of the
+  randomly initialised networks shrink layer by layer until the logits barely depend on
+  the input (GoogLeNet's by 1e-7 of their size), so a wrong early layer would go unseen.
+  Statistics measured after the random scales keep every layer's output near unit
+  variance; the test checks that the logits of two images differ. Residual branches end
+  with small scales (0.1-0.3), as trained ResNets' do: with scales near 1 a random
+  ResNet-152 amplifies a 1e-7 change of its input 370-fold, and torchvision's own float32
+  logits differ from its float64 ones by 1.6e-4 of the largest.
+  """
   import torchvision
 
   torch.manual_seed(0)
@@ -49,14 +60,20 @@ def torchvision_model(torch, name: str, **kwargs):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     model = getattr(torchvision.models, name)(weights=None, **kwargs)
+  bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+  # The last BatchNorm of each residual branch (where `zero_init_residual` puts zeros).
+  last = {id(b.bn3 if hasattr(b, "bn3") else b.bn2) for b in model.modules()
+          if isinstance(b, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck))}
   g = torch.Generator().manual_seed(1)
-  for m in model.modules():
-    if isinstance(m, torch.nn.BatchNorm2d):
-      n = m.num_features
-      m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-      m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-      m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.25)
-      m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+  for bn in bns:
+    low, high = (0.1, 0.3) if id(bn) in last else (0.5, 1.5)
+    bn.weight.data.copy_(torch.rand(bn.num_features, generator=g) * (high - low) + low)
+    bn.bias.data.copy_(torch.randn(bn.num_features, generator=g) * 0.2)
+    bn.reset_running_stats()
+    bn.momentum = None  # train mode accumulates the exact mean and variance of what it sees
+  if bns:
+    with torch.no_grad():
+      model.train()(torch.randn(4, 3, 112, 112, generator=g))
   return model.eval()
 
 
@@ -67,6 +84,7 @@ def assert_same_logits(torch, theirs, model, variables, height: int, width: int)
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
   got = np.asarray(apply(variables, x.transpose(0, 2, 3, 1)))  # NCHW -> NHWC
   assert got.shape == want.shape
+  assert np.abs(want[0] - want[1]).max() > 0.01 * np.abs(want).max()  # the input matters
   err = np.abs(got - want).max() / np.abs(want).max()
   assert err <= 1e-4, f"{height}x{width}: max |ours - torchvision| = {err:.2e} of the largest logit"
 
@@ -84,6 +102,24 @@ def test_logits_equal_torchvision(torch, name, tmp_path):
   model = create_model(name, **options)
   for height, width in SIZES:
     assert_same_logits(torch, theirs, model, variables, height, width)
+
+
+def test_the_comparison_catches_a_wrong_layout(torch):
+  """What the logits test would see if the conversion transposed a kernel the wrong way."""
+  theirs = torchvision_model(torch, "alexnet")
+  sd = {k: v.numpy() for k, v in theirs.state_dict().items()}
+  options, variables = tvi.convert_state_dict("alexnet", sd)
+  model = create_model("alexnet", **options)
+  assert_same_logits(torch, theirs, model, variables, 224, 224)
+  params = variables["params"]
+  wrong = [
+      {**params, "dense1": {**params["dense1"], "kernel": sd["classifier.1.weight"].T}},  # no CHW->HWC
+      {**params, "block1_conv": {"conv": {**params["block1_conv"]["conv"], "kernel":
+                                          params["block1_conv"]["conv"]["kernel"].swapaxes(0, 1)}}},
+  ]
+  for p in wrong:
+    with pytest.raises(AssertionError, match="of the largest logit"):
+      assert_same_logits(torch, theirs, model, {**variables, "params": p}, 224, 224)
 
 
 def meta_state_dict(torch, name: str, **kwargs) -> dict:
