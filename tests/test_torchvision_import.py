@@ -6,8 +6,9 @@ torchvision with random weights and random BatchNorm statistics, saved with
 `torch.save`, imported, and run on the same two random images in both libraries,
 at 224x224 and at 197x163 (odd and non-square: adaptive pools that overlap and
 repeat pixels, ceil-mode pools with a partial last window). The deepest models
-(resnet101/152, vgg13/16/19 with and without BN) are `slow`; every model's key
-and shape layout is still checked in CI, from torchvision's model on the meta device.
+(resnet101/152, vgg13/16/19 with and without BN) and GoogLeNet's `transform_input`
+check are `slow`; every model's key and shape layout is still checked in CI, from
+torchvision's model on the meta device.
 """
 
 import json
@@ -102,6 +103,22 @@ def test_logits_equal_torchvision(torch, name, tmp_path):
   model = create_model(name, **options)
   for height, width in SIZES:
     assert_same_logits(torch, theirs, model, variables, height, width)
+
+
+@pytest.mark.slow
+def test_googlenet_transform_input_is_pixels_scaled_to_plus_minus_one(torch):
+  """torchvision's pretrained GoogLeNet (transform_input=True) on ImageNet-normalised pixels
+  computes what ours computes on `(x - 0.5) / 0.5` (the README's advice)."""
+  theirs = torchvision_model(torch, "googlenet", transform_input=True)
+  options, variables = tvi.convert_state_dict(
+      "googlenet", {k: v.numpy() for k, v in theirs.state_dict().items()})
+  pixels = np.random.default_rng(0).random((2, 3, 224, 224)).astype(np.float32)
+  mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+  std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+  with torch.no_grad():
+    want = theirs(torch.from_numpy((pixels - mean) / std)).numpy()
+  got = create_model("googlenet", **options).apply(variables, ((pixels - 0.5) / 0.5).transpose(0, 2, 3, 1))
+  assert np.abs(np.asarray(got) - want).max() <= 1e-4 * np.abs(want).max()
 
 
 def test_the_comparison_catches_a_wrong_layout(torch):
