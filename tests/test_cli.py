@@ -63,7 +63,7 @@ def assert_one_line_error(r: subprocess.CompletedProcess, *expected: str) -> Non
 
 
 CLIS = ["experiments.main", "experiments.benchmark", "experiments.probe", "experiments.inspect",
-        "experiments.launch.slurm", "experiments.launch.tpu_vm"]
+        "experiments.import_weights", "experiments.launch.slurm", "experiments.launch.tpu_vm"]
 
 
 @pytest.mark.parametrize("module", CLIS)

@@ -361,6 +361,10 @@ def test_cnn_extractor_from_memory(digits):
   with pytest.raises(ConfigError, match="no layer 'F7'.*C1"):
     features.make_extractor({"name": "cnn", "layer": "F7"}, image_shape=(8, 8, 1),
                             train_images=train, model=model, variables=variables)
+  rgb = np.zeros((4, 8, 8, 3), np.uint8)  # a grey model on RGB images: one line that says so
+  with pytest.raises(ConfigError, match=r"does not take these 8x8x3 images: .*\(5, 5, 1, 6\)"):
+    features.make_extractor({"name": "cnn", "layer": "C5"}, image_shape=(8, 8, 3),
+                            train_images=rgb, model=model, variables=variables)
 
 
 def test_bad_names_and_parameters_fail_clearly():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -67,7 +68,14 @@ def build_cnn(
     )
   normalize = Normalization.from_images(require_train_images("cnn", train_images), image_size)
   size = image_size or image_shape[0]
-  shapes = layer_shapes(model, variables, (size, size, image_shape[2]))
+  try:
+    shapes = layer_shapes(model, variables, (size, size, image_shape[2]))
+  except flax.errors.ScopeParamShapeError as e:  # e.g. an RGB model on grey images
+    raise ConfigError(
+        f"The model{f' of {workdir}' if workdir else ''} does not take these "
+        f"{size}x{size}x{image_shape[2]} images: {str(e).split(' (https')[0]} Probe it on a "
+        "data set with as many channels as the images it was trained on."
+    ) from None
   if layer not in shapes:
     raise ConfigError(
         f"The model has no layer {layer!r}; its named features are: {', '.join(shapes)}."
