@@ -29,6 +29,8 @@ flags.DEFINE_string("data_dir", None, "Where raw data files are looked for.")
 flags.DEFINE_string("tfds_dir", None, "TFDS data dir for prepared data sets.")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a data set (needs network).")
 flags.DEFINE_bool("list", False, "List experiments and suites, then exit.")
+flags.DEFINE_bool("report_only", False, "Run nothing: write the tables from the finished "
+                  "runs in --workdir, naming the unfinished ones in the provenance.")
 flags.DEFINE_bool("visualize", False, "Also write each trained run's pictures (top patches, "
                   "filters, feature maps) into runs/<exp>/seed_<s>/train/visualize/.")
 
@@ -57,7 +59,7 @@ def main(argv):
   benchmark.run_suite(
       FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
       data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
-      visualize=FLAGS.visualize,
+      visualize=FLAGS.visualize, report_only=FLAGS.report_only,
   )
   print((pathlib.Path(workdir) / "table.md").read_text())
   print(f"Tables, results.jsonl and plots are in {workdir}/")

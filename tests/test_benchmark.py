@@ -192,3 +192,20 @@ def test_a_field_at_its_hash_neutral_default_leaves_the_hash_unchanged(monkeypat
   assert provenance.config_hash(config) == provenance.config_hash({"train": {"seed": 0}})
   assert provenance.config_hash(config) != before
   assert provenance.config_hash({"train": {"seed": 0, "new_field": 2}}) != provenance.config_hash(config)
+
+
+def test_report_only_tables_the_finished_runs_and_names_the_rest(first_run, tmp_path):
+  import shutil
+
+  workdir = tmp_path / "partial"
+  shutil.copytree(first_run, workdir)
+  shutil.rmtree(workdir / "runs" / "tiny_lenet5_frozen" / "seed_1")
+  before = sorted(p.relative_to(workdir) for p in (workdir / "runs").rglob("*"))
+  benchmark.run_suite(SUITE, "digits", 2, workdir, report_only=True)
+  assert sorted(p.relative_to(workdir) for p in (workdir / "runs").rglob("*")) == before
+  table = benchmark.load_table(workdir)
+  rows = {r["experiment"]: r for r in table["rows"]}
+  assert rows["tiny_lenet5_frozen"]["seeds"] == [0] and rows["tiny_lenet5"]["seeds"] == [0, 1]
+  assert table["provenance"]["not_run"] == ["tiny_lenet5_frozen/seed_1"]
+  md = (workdir / "table.md").read_text()
+  assert "- not run (the table reports the finished runs only): tiny_lenet5_frozen/seed_1" in md

@@ -143,13 +143,15 @@ def run_suite(
     tfds_dir: str | None = None,
     download: bool = False,
     visualize: bool = False,
+    report_only: bool = False,
 ) -> dict[str, Any]:
   """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table.
 
   Bad names and missing data are reported before the workdir is created.
   `visualize`: each trained run also gets `cnn_jax.visualize`'s pictures (default
   layer, on the test split) in its `train/visualize/`, written once; the tables
-  do not change.
+  do not change. `report_only`: run nothing; write the tables from the runs that are
+  finished (with today's config hashes), naming the others in the provenance.
   """
   git = git_state()  # the code this invocation runs, before anything else can change it
   experiments = suite(suite_name)
@@ -176,7 +178,7 @@ def run_suite(
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 
-  records, hashes = [], {}
+  records, hashes, not_run = [], {}, []
   todo = plan(experiments, seeds)
   for i, (exp, seed) in enumerate(todo):
     config = exp.config(dataset, seed)
@@ -190,6 +192,10 @@ def run_suite(
       records.append(json.loads(path.read_text()))
       if visualize:
         _visualize(exp, seed, workdir, splits)
+      continue
+    if report_only:
+      not_run.append(f"{exp.name}/seed_{seed}")
+      del hashes[f"{exp.name}/seed_{seed}"]
       continue
     logging.info("[%d/%d] %s seed %d ...", i + 1, len(todo), exp.name, seed)
     result = RUNNERS[exp.runner](exp, config, workdir, splits)
@@ -211,7 +217,12 @@ def run_suite(
         else f"test accuracy {result['test_accuracy']:.4f}", result["time_s"],
     )
   write_jsonl_atomic(workdir / "results.jsonl", records)
-  table = tables.build_table(suite_name, info, experiments, records, provenance(seeds, hashes, git))
+  prov = provenance(seeds, hashes, git)
+  if not_run:
+    prov["not_run"] = not_run
+    logging.warning("Report only: %d of %d runs are not finished and left out: %s.",
+                    len(not_run), len(todo), ", ".join(not_run))
+  table = tables.build_table(suite_name, info, experiments, records, prov)
   tables.write_tables(table, workdir)
   tensorboard = TensorBoardWriter(
       workdir / "tensorboard", enabled=jax.process_index() == 0, name="suite", replace=True

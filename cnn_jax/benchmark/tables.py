@@ -99,10 +99,7 @@ def _labels_markdown(table: dict[str, Any]) -> list[str]:
       "|---|" + "|".join("---" for _ in sizes) + "|",
   ]
   for group, rows in groups.items():
-    cells = [
-        f"{rows[n]['test_accuracy_mean']:.4f} ± {rows[n]['test_accuracy_std']:.4f}"
-        if n in rows else "—" for n in sizes
-    ]
+    cells = [_cells(rows[n])["test accuracy"] if n in rows else "—" for n in sizes]
     lines.append(f"| {group} | " + " | ".join(cells) + " |")
   return lines
 
@@ -225,6 +222,8 @@ def render_markdown(table: dict[str, Any]) -> str:
       f"- commit: {p['git_commit']} (uncommitted changes: {p['git_dirty']})",
       *([f"- computed by other code and carried over: {', '.join(p['carried_over'])}"]
         if p.get("carried_over") else []),
+      *([f"- not run (the table reports the finished runs only): {', '.join(p['not_run'])}"]
+        if p.get("not_run") else []),
       f"- devices: {p['device_count']} x {p['device_kind']} ({p['platform']})",
       f"- seeds: {', '.join(map(str, p['seeds']))}",
       f"- python {p['python']}; {packages}",
