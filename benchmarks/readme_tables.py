@@ -85,12 +85,59 @@ def single_runs() -> str:
   return "\n".join(lines)
 
 
+def parameter_sharing(folder: str = "parameter_sharing_fashion_mnist") -> str:
+  """Parameters, time, test accuracy and accuracy on shifted test images per connectivity."""
+  table = json.loads((RESULTS / folder / "table.json").read_text())
+  shifts = sorted({p for r in table["rows"] for p in r.get("shifted_accuracy_mean", {})}, key=int)
+  lines = [
+      "| experiment | parameters | time (s) | test accuracy | "
+      + " | ".join(f"shifted {p} px" for p in shifts) + " | seeds |",
+      "|---|---|---|---|" + "---|" * len(shifts) + "---|",
+  ]
+  for row in table["rows"]:
+    shifted = " | ".join(f"{row['shifted_accuracy_mean'][p]:.4f}" for p in shifts)
+    lines.append(
+        f"| {row['experiment']} | {row['size']:,} | {row['time_s']:.0f} | {_accuracy(row)} | "
+        f"{shifted} | {len(row['seeds'])} |"
+    )
+  return "\n".join(lines)
+
+
+def layerwise_pretraining(folder: str = "layerwise_pretraining_fashion_mnist") -> str:
+  """Test accuracy against the number of labels, per network and initialisation."""
+  table = json.loads((RESULTS / folder / "table.json").read_text())
+  groups: dict[str, dict[int, dict]] = {}
+  for row in table["rows"]:
+    if row.get("group"):
+      groups.setdefault(row["group"], {})[row["labels"]] = row
+  sizes = sorted({n for g in groups.values() for n in g})
+  lines = [
+      "| network: initialisation | " + " | ".join(f"{n:,} labels" for n in sizes) + " |",
+      "|---|" + "---|" * len(sizes),
+  ]
+  for group, rows in groups.items():
+    cells = []
+    for n in sizes:
+      row = rows.get(n)
+      cells.append(
+          "—" if row is None else _accuracy(row) + ("" if len(row["seeds"]) > 1 else " (1 seed)")
+      )
+    lines.append(f"| {group} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def blocks() -> dict[str, str]:
-  return {
+  out = {
       "table_digits": suite_table(SUITES["digits"]),
       "table_fashion_mnist": suite_table(SUITES["fashion_mnist"]),
       "single_runs": single_runs(),
   }
+  # The newer suites' tables, once their results are committed.
+  if (RESULTS / "parameter_sharing_fashion_mnist").is_dir():
+    out["parameter_sharing"] = parameter_sharing()
+  if (RESULTS / "layerwise_pretraining_fashion_mnist").is_dir():
+    out["layerwise_pretraining"] = layerwise_pretraining()
+  return out
 
 
 def render(readme: str) -> str:

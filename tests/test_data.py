@@ -105,8 +105,17 @@ def test_tfds_path_for_a_dataset_that_is_not_present_with_mock_data():
 
 
 def test_unprepared_tfds_dataset_says_how_to_get_it(tmp_path):
-  with pytest.raises(data.DataError, match="'cifar10' is not prepared.*tfds build cifar10"):
-    data.load_split("cifar10", "train", tfds_dir=str(tmp_path))
+  with pytest.raises(data.DataError, match="'mnist' is not prepared.*tfds build mnist"):
+    data.load_split("mnist", "train", tfds_dir=str(tmp_path))
+
+
+def test_cifar10_without_its_archive_names_the_file_and_both_ways_to_get_it(tmp_path, monkeypatch):
+  from cnn_jax.data import cifar
+
+  monkeypatch.setenv("CNN_JAX_DATA", str(tmp_path / "nothing_here"))
+  monkeypatch.setattr(cifar, "CACHE_DIR", tmp_path / "no_cache")
+  with pytest.raises(data.DataError, match="cifar-10-python.tar.gz not found.*--download"):
+    data.load_split("cifar10", "train", data_dir=str(tmp_path / "raw"), tfds_dir=str(tmp_path))
 
 
 def test_unknown_dataset_name_lists_the_offline_ones():
