@@ -104,7 +104,7 @@ for arch, title, recipe, top in [
         name=f"{arch}_frozen_{n}", kind="unsupervised",
         representation=f"{title}, frozen pre-trained {top} + linear probe, {n:,} labels",
         features={"name": "cnn", "layer": top}, needs=f"{arch}_pretrain", labels=n,
-        group=f"{title}: frozen pre-trained + linear probe",
+        group=f"{title}: frozen pre-trained + linear probe", anchor="",
     ))
 
 register_suite("layerwise_pretraining", tuple(

@@ -54,7 +54,7 @@ class Experiment:
       (its `data.name` is replaced by the data set's).
     overrides: training experiments: dotted config fields -> values.
     anchor: the method key of the published result this row is compared with
-      (default for probe experiments: the one of its (features, probe) pair).
+      (default for probe experiments: the one of its (features, probe) pair; "" for none).
     uses_seed: False when the result cannot depend on the seed (a deterministic
       extractor and probe): it is run once and reported as such.
     needs: the experiment whose trained model this one reads (frozen features), or, for a
@@ -94,8 +94,8 @@ class Experiment:
   @property
   def method(self) -> str | None:
     """The anchor's method key."""
-    if self.anchor or self.recipe:
-      return self.anchor
+    if self.anchor is not None or self.recipe:
+      return self.anchor or None  # "" = no published anchor, not the (features, probe) one
     return anchors.METHOD.get((self.features["name"], self.probe["name"]))
 
   def config(self, dataset: str, seed: int) -> ml_collections.ConfigDict:
