@@ -7,22 +7,14 @@ MLP (2.8 M multiply-adds), so the two architectures fit one suite on a 2-core CP
 python -m experiments.main --config=configs/conv_stack_fashion_mnist.py --workdir=/tmp/convs_fm
 """
 
-from configs import default
+from configs import simple_cnn_fashion_mnist
 
 
 def get_config():
-  config = default.get_config()
-  config.data.name = "fashion_mnist"
-  config.model.name = "simple_cnn"
+  config = simple_cnn_fashion_mnist.get_config()  # relu, max pooling, no BN, Adam 1e-3
   config.model.conv_features = (16, 32)
   config.model.kernel_size = 5
   config.model.dense_features = ()
-  config.model.activation = "relu"
-  config.model.pool = "max"
-  config.model.batch_norm = False
-  config.model.dropout = 0.0
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
   config.batch_size = 100
   config.num_epochs = 2
   return config
