@@ -105,12 +105,10 @@ def parameter_sharing(folder: str = "parameter_sharing_fashion_mnist") -> str:
 
 def layerwise_pretraining(folder: str = "layerwise_pretraining_fashion_mnist") -> str:
   """Test accuracy against the number of labels, per network and initialisation."""
-  table = json.loads((RESULTS / folder / "table.json").read_text())
-  groups: dict[str, dict[int, dict]] = {}
-  for row in table["rows"]:
-    if row.get("group"):
-      groups.setdefault(row["group"], {})[row["labels"]] = row
-  sizes = sorted({n for g in groups.values() for n in g})
+  sys.path.insert(0, str(REPO))
+  from cnn_jax.benchmark.tables import by_labels
+
+  sizes, groups = by_labels(json.loads((RESULTS / folder / "table.json").read_text()))
   lines = [
       "| network: initialisation | " + " | ".join(f"{n:,} labels" for n in sizes) + " |",
       "|---|" + "---|" * len(sizes),

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -248,8 +248,6 @@ def greedy_pretrain(
     train_config: ml_collections.ConfigDict,
     pretrain_config: ml_collections.ConfigDict,
     workdir: str,
-    *,
-    setup_fn: Callable[[ml_collections.ConfigDict], Any] | None = None,
 ) -> dict[str, Any]:
   """Pre-trains the layers of `train_config`'s classifier in turn; writes `workdir/train`.
 
@@ -267,7 +265,7 @@ def greedy_pretrain(
     raise ConfigError(
         "Layer-wise pre-training uses every training image (no labels): leave data.num_train at 0."
     )
-  s = (setup_fn or loop_setup)(train_config)
+  s = loop_setup(train_config)
   start = time.perf_counter()
   x = np.asarray(s.normalize(jnp.asarray(s.train.images)))
   if layers[0].kind == "dense":
