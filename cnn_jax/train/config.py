@@ -71,6 +71,11 @@ def default_train_config() -> ml_collections.ConfigDict:
   config.distributed.num_processes = 0  # 0 = from the environment
   config.distributed.process_id = -1  # -1 = from the environment
 
+  # XLA's deterministic-ops flag (cnn_jax/train/determinism.py), set before the backend
+  # starts: a GPU run killed and resumed ends bit-identical to an uninterrupted one, as on
+  # the CPU. Costs some GPU speed (benchmarks/results/); nothing on a CPU.
+  config.deterministic = True
+
   config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
   config.keep_checkpoints = 3
   return config

@@ -24,7 +24,7 @@ from cnn_jax.data import augment as augment_lib
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run, TensorBoardWriter
-from cnn_jax.train import steps
+from cnn_jax.train import determinism, steps
 from cnn_jax.train.checkpoint import Checkpointer
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.init_from import initialize_from
@@ -140,7 +140,7 @@ def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
 
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
-PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call")
+PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call", "deterministic")
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)
 
@@ -244,6 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ends with the same parameters and metrics as an uninterrupted run. With
   `config.tensorboard` it also writes TensorBoard event files (`_TensorBoard`).
   """
+  determinism.apply(config.get("deterministic", True))  # before anything starts a backend
   initialize_distributed(config)
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
@@ -435,6 +436,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       "device": jax.devices()[0].device_kind,
       "num_devices": jax.device_count(),
       "parallelism": config.parallelism,
+      "xla_deterministic_ops": determinism.flag_value(),
   }
   if is_writer:
     run.write_summary(summary)
