@@ -27,6 +27,7 @@ from cnn_jax.models import model_from_config
 from cnn_jax.run import Run, TensorBoardWriter
 from cnn_jax.train import steps
 from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.compilation_cache import use_compilation_cache
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.init_from import initialize_from
 from cnn_jax.train.optim import check_train_only, create_optimizer, keep_frozen_stats
@@ -145,7 +146,7 @@ def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
 
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
-PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call")
+PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call", "compilation_cache")
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)
 
@@ -251,6 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   startup.mark("flags_parsed")
   startup.listen_to_compiles()
+  use_compilation_cache(config.compilation_cache)
   initialize_distributed(config)
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
