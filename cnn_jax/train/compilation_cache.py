@@ -6,7 +6,9 @@ of compiling them again.
 `$CNN_JAX_COMPILATION_CACHE` when that is set, else `~/.cache/cnn_jax/jax`; "" (or the
 variable set to "") turns the cache off; any other value is the folder. Every
 compilation is stored, however quick (JAX's own defaults skip those under a second,
-which is every step of a small CPU model). The cache holds executables for this
+which is every step of a small CPU model). The folder is kept under `MAX_BYTES`, least
+recently used entries going first; that also makes JAX lock it around every read and
+write, so runs started at the same time share it safely. The cache holds executables for this
 machine's JAX version and devices; JAX keys its entries on both, so a folder may be
 shared between versions. Only share it with people you trust: a cache entry is code
 that runs.
@@ -24,6 +26,7 @@ from cnn_jax.errors import ConfigError
 
 DEFAULT_DIR = "~/.cache/cnn_jax/jax"
 ENV = "CNN_JAX_COMPILATION_CACHE"
+MAX_BYTES = 2 * 2**30
 
 
 def cache_dir(setting: str | None) -> pathlib.Path | None:
@@ -56,5 +59,6 @@ def use_compilation_cache(setting: str | None) -> pathlib.Path | None:
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # no size floor
+  jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
   jax_cache.reset_cache()  # JAX opens its cache once; a new folder needs a fresh start
   return directory
