@@ -31,9 +31,21 @@ def show_progress(only: str = "/cnn_jax/") -> None:
   (`/cnn_jax/benchmark/`), wherever the package is installed. TFDS's own console output for
   the offline data sets is replaced by one INFO line (see `quiet_tfds`).
   """
+  global _progress_shown
+  _progress_shown = True
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(lambda r: _shown(only, r))
-  if "tensorflow_datasets" in sys.modules:  # the CLIs that read data have imported it by now
+  if "tensorflow_datasets" in sys.modules:  # some CLIs have imported it by now
+    quiet_tfds()
+
+
+_progress_shown = False
+
+
+def tfds_imported() -> None:
+  """Called where TFDS is imported late (`cnn_jax.data.loader`): quiets it like `show_progress`
+  would have, if a command-line tool asked for progress lines."""
+  if _progress_shown:
     quiet_tfds()
 
 

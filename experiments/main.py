@@ -9,6 +9,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from cnn_jax import startup
 from cnn_jax.train import train_and_evaluate
 from cnn_jax.train.preemption import Preempted
 from experiments import cli
@@ -32,4 +33,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  startup.mark("imports_done")
   cli.run(main, required=("config", "workdir"))

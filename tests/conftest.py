@@ -3,7 +3,8 @@
 * Smoke tests compile with `jax_disable_most_optimizations` (set through the
   environment so CLI subprocesses get it too): XLA compile time dominates tiny runs.
 * Prepared TFDS data go to one folder shared by all pytest-xdist workers
-  (preparation is serialised by a file lock in `cnn_jax.data.loader`).
+  (preparation is serialised by a file lock in `cnn_jax.data.loader`), and so does
+  JAX's persistent compilation cache of training runs (not the user's ~/.cache).
 """
 
 import os
@@ -23,6 +24,9 @@ def tfds_dir(tmp_path_factory) -> pathlib.Path:
   shared = tmp_path_factory.getbasetemp().parent / "tfds_data"
   shared.mkdir(parents=True, exist_ok=True)
   os.environ["TFDS_DATA_DIR"] = str(shared)
+  # JAX's compilation cache of training runs (and of their CLI subprocesses): one folder
+  # for the session, shared by the workers (JAX locks it), never the user's ~/.cache.
+  os.environ["CNN_JAX_COMPILATION_CACHE"] = str(shared.parent / "jax_compilation_cache")
   return shared
 
 

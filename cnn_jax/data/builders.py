@@ -16,12 +16,7 @@ import types
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cnn_jax.data.datasets import DatasetInfo
-
-
-def builder_name(info: DatasetInfo) -> str:
-  """The prepared folder's name: the data set's own, unless TFDS has one of that name."""
-  return f"{info.name}_offline" if info.tfds_name == info.name else info.name
+from cnn_jax.data.datasets import DatasetInfo, builder_name
 
 
 class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

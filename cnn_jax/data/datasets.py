@@ -78,6 +78,11 @@ class DatasetInfo:
 DATASETS: Registry[DatasetInfo] = Registry("data set")
 
 
+def builder_name(info: DatasetInfo) -> str:
+  """The prepared folder's name: the data set's own, unless TFDS has one of that name."""
+  return f"{info.name}_offline" if info.tfds_name == info.name else info.name
+
+
 def register(info: DatasetInfo) -> DatasetInfo:
   DATASETS.register(info.name)(info)
   return info

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.data.loader import Split
+from cnn_jax.data.loader import Split, pixel_statistics
 from cnn_jax.errors import ConfigError
 
 
@@ -31,12 +31,16 @@ class Normalization:
   @classmethod
   def from_images(cls, images: np.ndarray, image_size: int | None = None) -> "Normalization":
     """Mean and std of all pixels of `images` (uint8 `[N, H, W, C]`, the training split)."""
-    x = np.asarray(images).astype(np.float64) / 255.0
-    return cls(mean=float(x.mean()), std=float(x.std()) or 1.0, image_size=image_size or None)
+    mean, std = pixel_statistics(images)
+    return cls(mean=mean, std=std or 1.0, image_size=image_size or None)
 
   @classmethod
   def from_split(cls, split: Split, image_size: int | None = None) -> "Normalization":
-    return cls.from_images(split.images, image_size)
+    """The statistics of `split`'s images (kept with the split when it came from the cache)."""
+    if split.pixel_stats is None:
+      return cls.from_images(split.images, image_size)
+    mean, std = split.pixel_stats
+    return cls(mean=mean, std=std or 1.0, image_size=image_size or None)
 
   def __call__(self, images: jax.Array, dtype=jnp.float32) -> jax.Array:
     """`[B, H, W, C]` uint8 -> `[B, S, S, C]` float (S = image_size or H)."""
@@ -78,7 +82,9 @@ def subset(split: Split, indices: np.ndarray) -> Split:
   """The examples `indices` of `split` (a no-op for all of them)."""
   if len(indices) == len(split):
     return split
-  return dataclasses.replace(split, images=split.images[indices], labels=split.labels[indices])
+  return dataclasses.replace(
+      split, images=split.images[indices], labels=split.labels[indices], pixel_stats=None
+  )
 
 
 def batch_from_permutation(

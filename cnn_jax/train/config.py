@@ -62,6 +62,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   # Also write TensorBoard event files into WORKDIR/tensorboard/ (scalars, weight
   # histograms, gradient norm); metrics.jsonl is written either way.
   config.tensorboard = True
+  # JAX's persistent compilation cache (cnn_jax/train/compilation_cache.py): None = the
+  # default folder ($CNN_JAX_COMPILATION_CACHE, else ~/.cache/cnn_jax/jax), "" = off, or a
+  # folder. A rerun or a resume then loads its compiled steps instead of compiling them.
+  config.compilation_cache = config_dict.placeholder(str)
 
   # Data parallelism over all devices: "jit" (sharded jit, default) or "pmap".
   config.parallelism = "jit"

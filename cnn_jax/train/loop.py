@@ -20,12 +20,14 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from cnn_jax import data as data_lib
+from cnn_jax import startup
 from cnn_jax.data import augment as augment_lib
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run, TensorBoardWriter
 from cnn_jax.train import determinism, steps
 from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.compilation_cache import use_compilation_cache
 from cnn_jax.train.config import default_train_config
 from cnn_jax.train.init_from import initialize_from
 from cnn_jax.train.optim import check_train_only, create_optimizer, keep_frozen_stats
@@ -62,8 +64,10 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       data_lib.load_split, dc.name, data_dir=dc.data_dir, tfds_dir=dc.tfds_dir, download=dc.download
   )
   train, test = load(dc.train_split), load(dc.test_split)
+  startup.mark("data_loaded")
   # Pixel statistics from every training image; the labelled subset (if any) after.
   normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
+  startup.mark("normalization")
   train = data_lib.subset(train, data_lib.labelled_indices(len(train), dc.num_train, config.seed))
   # Under pmap, BatchNorm averages its statistics over all devices.
   model = model_from_config(
@@ -87,6 +91,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   init_key, data_key = jax.random.split(root)
   size = dc.image_size or train.images.shape[1]
   state = steps.create_train_state(model, tx, init_key, (size, size, train.images.shape[3]))
+  startup.mark("model_init")
   if not config.aux_loss_weight >= 0:
     raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
   if config.aux_loss_weight:
@@ -112,6 +117,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       grad_norm=bool(config.tensorboard),
       keep_frozen_stats=keep_frozen_stats(config.train_only) if config.train_only else None,
   )
+  startup.mark("setup_done")
   return Setup(
       config, train, test, model, state, schedule, normalize, steps_per_epoch, total_steps,
       data_key, parallel, eval_bs,
@@ -140,7 +146,9 @@ def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
 
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
-PLACEMENT_FIELDS = ("parallelism", "distributed", "steps_per_call", "deterministic")
+PLACEMENT_FIELDS = (
+    "parallelism", "distributed", "steps_per_call", "deterministic", "compilation_cache"
+)
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)
 
@@ -244,7 +252,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ends with the same parameters and metrics as an uninterrupted run. With
   `config.tensorboard` it also writes TensorBoard event files (`_TensorBoard`).
   """
+  startup.mark("flags_parsed")
   determinism.apply(config.get("deterministic", True))  # before anything starts a backend
+  startup.listen_to_compiles()
+  use_compilation_cache(config.compilation_cache)
   initialize_distributed(config)
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
@@ -255,6 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if jax.process_index() == 0:
     run.write_config(config)
   ckpt = Checkpointer(run, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
+  startup.mark("checkpointer")
   try:
     return _train(s, run, ckpt)
   finally:
@@ -293,6 +305,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
     start_step, pending = int(state.step), list(meta["pending_metrics"])
     time_before = float(meta.get("train_time_s", 0.0))
   history = run.truncate_metrics(start_step, rewrite=is_writer)
+  startup.mark("restore")
   if start_step >= s.total_steps and run.has_summary():
     logging.info("%s already holds the finished run.", run.path)
     return run.read_summary()
@@ -302,6 +315,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   train_images, train_labels = par.put_data(s.train.images), par.put_data(s.train.labels)
   test_images = par.put_eval_data(_pad_to_multiple(s.test.images, s.eval_batch_size))
   test_labels = par.put_eval_data(_pad_to_multiple(s.test.labels, s.eval_batch_size))
+  startup.mark("device_put")
   permutation = jax.jit(
       data_lib.epoch_permutation, static_argnums=2,
       out_shardings=NamedSharding(par.mesh, PartitionSpec()),
@@ -336,6 +350,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   ):
     if tb.enabled and start_step == 0:
       tb.histograms(0, "params", _host_params(par, state))
+    startup.mark("tensorboard")
     step = start_step
     while step < s.total_steps:
       epoch, index = divmod(step, s.steps_per_epoch)
@@ -346,6 +361,8 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
         state, m = par.train_steps(state, train_images, train_labels, perm, jnp.int32(index), k)
+      if step == start_step:
+        startup.first_step_done(state)
       m = par.metrics(m)
       if "grad_norm" in m:
         grad_norms.append(m.pop("grad_norm"))
