@@ -33,6 +33,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.init_from": None,
     "train.train_only": [],
     "train.tensorboard": True,
+    "train.label_smoothing": 0.0,
     "features.transform_sqrt": False,  # hog: square root of the image first (issue 19)
 }
 
