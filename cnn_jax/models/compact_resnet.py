@@ -24,13 +24,23 @@ Intermediate features: `stem`, `stage1` ... (after each residual block), `pooled
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.layers import BatchNorm, ConvBlock, Conv2D, Dense, ModuleDef, Pool, activation, check_images
+from cnn_jax.layers import (
+  BatchNorm,
+  Conv2D,
+  ConvBlock,
+  Dense,
+  ModuleDef,
+  Pool,
+  activation,
+  check_images,
+)
 from cnn_jax.models.registry import MODELS
 
 
@@ -74,11 +84,12 @@ class CompactResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     check_images(x, "CompactResNet")
-    if min(x.shape[1:3]) < 2 ** len(self.widths):
+    n = len(self.widths)
+    if min(x.shape[1:3]) < 2**n:
       raise ValueError(
-          f"CompactResNet with {len(self.widths)} stages halves the image {len(self.widths)} "
-          f"times and needs at least {2 ** len(self.widths)}x{2 ** len(self.widths)} pixels, "
-          f"got {x.shape[1]}x{x.shape[2]}; use fewer widths, e.g. --config.model.widths='(64, 128)'."
+          f"CompactResNet with {n} stages halves the image {n} times and needs at least "
+          f"{2**n}x{2**n} pixels, got {x.shape[1]}x{x.shape[2]}; use fewer stages, e.g. "
+          "--config.model.widths='(64, 128)'."
       )
     x = x.astype(self.dtype)
     act = activation(self.activation)
