@@ -35,6 +35,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.tensorboard": True,
     "train.deterministic": True,  # XLA's deterministic-ops flag; the CPU ignores it (issue 17)
     "train.compilation_cache": None,  # where compiled steps are cached, not what they compute
+    "train.label_smoothing": 0.0,
     "features.transform_sqrt": False,  # hog: square root of the image first (issue 19)
 }
 

@@ -24,6 +24,7 @@ from cnn_jax.models import alexnet as _alexnet  # noqa: F401  (registers alexnet
 from cnn_jax.models import googlenet as _googlenet  # noqa: F401  (registers googlenet)
 from cnn_jax.models import resnet as _resnet  # noqa: F401  (registers resnet18 ... resnet152, resnet20/32/56)
 from cnn_jax.models import vgg as _vgg  # noqa: F401  (registers vgg11 ... vgg19, vgg11_bn ... vgg19_bn)
+from cnn_jax.models import compact_resnet as _compact_resnet  # noqa: F401  (registers compact_resnet)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

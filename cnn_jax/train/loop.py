@@ -96,6 +96,8 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
     raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
   if config.aux_loss_weight:
     steps.check_auxiliary_heads(state, (size, size, train.images.shape[3]))
+  if not 0 <= config.label_smoothing < 1:
+    raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}.")
   if config.steps_per_call < 1:
     raise ConfigError(f"steps_per_call must be at least 1, got {config.steps_per_call}.")
   if config.eval_every_epochs < 1:
@@ -116,6 +118,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       augment=augment_lib.build(dc.augment),
       grad_norm=bool(config.tensorboard),
       keep_frozen_stats=keep_frozen_stats(config.train_only) if config.train_only else None,
+      label_smoothing=float(config.label_smoothing),
   )
   startup.mark("setup_done")
   return Setup(

@@ -184,10 +184,12 @@ def make_parallel(
     augment: Callable[..., jax.Array] | None = None,
     grad_norm: bool = False,
     keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
+    label_smoothing: float = 0.0,
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
 
-  `aux_loss_weight`, `augment`, `grad_norm` and `keep_frozen_stats` go to `steps.train_step`.
+  `aux_loss_weight`, `augment`, `grad_norm`, `keep_frozen_stats` and `label_smoothing` go to
+  `steps.train_step`.
   """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
@@ -205,7 +207,8 @@ def make_parallel(
       out_shardings=replicated,
   )
   common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
-                augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats)
+                augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
+                label_smoothing=label_smoothing)
   if mode == "pmap":
     common["axis_name"] = DATA_AXIS
     train_fn = jax.pmap(

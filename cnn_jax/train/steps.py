@@ -50,6 +50,12 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+def smoothed_cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+  """Mean cross-entropy of `[B, K]` logits against `[B]` labels smoothed by `smoothing`."""
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+  return optax.softmax_cross_entropy(logits, targets).mean()
+
+
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.argmax(logits, -1) == labels)
 
@@ -91,6 +97,7 @@ def train_step(
     augment: Callable[..., jax.Array] | None = None,
     grad_norm: bool = False,
     keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
 
@@ -114,6 +121,10 @@ def train_step(
   `augment` (`cnn_jax.data.augment.build`) transforms the raw batch before
   `preprocess`, with the key `fold_in(split(dropout_key)[1], step)` and each
   example's index in the global batch: the same augmentation under jit and pmap.
+
+  `label_smoothing` > 0 trains the main head against `optax.smooth_labels` targets (the
+  true class gets `1 - label_smoothing + label_smoothing / K`); the `loss` metric stays
+  the cross-entropy against the hard labels, comparable with the test loss.
 
   `grad_norm=True` adds the metric `grad_norm`, the global L2 norm of the (averaged)
   gradient of every parameter, before any clipping; the update is computed as without it.
@@ -148,12 +159,13 @@ def train_step(
         rngs={"dropout": dropout_key},
     )
     loss = cross_entropy_loss(logits, y)
+    objective = loss if not label_smoothing else smoothed_cross_entropy(logits, y, label_smoothing)
     aux = jnp.zeros((), jnp.float32)
     if aux_loss_weight:
       aux = aux_loss_weight * sum(
           cross_entropy_loss(a, y) for a in auxiliary_logits(updates["intermediates"])
       )
-    return loss + aux, (loss, aux, logits, updates)
+    return objective + aux, (loss, aux, logits, updates)
 
   (_, (loss, aux, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params
