@@ -22,7 +22,8 @@ For each workload, on whatever device JAX picks (JAX_PLATFORMS=cpu / cuda), in o
   own log lines after the first interval (which holds the compilation).
 
 Step figures are the median over repeats of (images / wall time of n consecutive steps,
-ended by `jax.block_until_ready` / `torch.cuda.synchronize`) after warm-up. ResNet-50 (224x224,
+ended by `jax.block_until_ready` / `torch.cuda.synchronize`) after warm-up; the contestants'
+repeats are interleaved, so a shared machine's changing load falls on all of them alike. ResNet-50 (224x224,
 bf16) runs on accelerators only. The 2-conv CNN is the issue's: 5x5 kernels, 32/64
 channels, dense 1024 (the Fashion-MNIST recipe uses 3x3 and dense 128).
 """
@@ -348,27 +349,44 @@ class Timing:
   min_seconds: float  # each repeat runs at least this long
 
 
-def throughput(contestant, timing: Timing, sync: Callable[[Any], None] = jax.block_until_ready):
-  """Median images/s over `timing.repeats` runs of n calls (n sized to `min_seconds`)."""
-  step, carry, images_per_call = contestant
-  i = 0
+class Timed:
+  """A contestant `(step, carry, images per call)` being timed: `carry = step(carry, i)`."""
 
-  def run(n):
-    nonlocal carry, i
+  def __init__(self, contestant, sync: Callable[[Any], None] = jax.block_until_ready):
+    self.step, self.carry, self.images_per_call = contestant
+    self.sync, self.calls, self.n = sync, 0, 1
+
+  def _run(self, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-      carry = step(carry, i)
-      i += 1
-    sync(carry)
+      self.carry = self.step(self.carry, self.calls)
+      self.calls += 1
+    self.sync(self.carry)
     return time.perf_counter() - start
 
-  run(timing.warmup)
-  n, seconds = 1, run(1)
-  while seconds < timing.min_seconds:  # grow n until one repeat is long enough
-    n = max(2 * n, int(n * 1.2 * timing.min_seconds / max(seconds, 1e-6)))
-    seconds = run(n)
-  rates = [n * images_per_call / run(n) for _ in range(timing.repeats)]
-  return statistics.median(rates)
+  def prepare(self, timing: Timing) -> None:
+    """Warm-up (compilation), then the number of calls that lasts `timing.min_seconds`."""
+    self._run(timing.warmup)
+    seconds = self._run(self.n)
+    while seconds < timing.min_seconds:
+      self.n = max(2 * self.n, int(self.n * 1.2 * timing.min_seconds / max(seconds, 1e-6)))
+      seconds = self._run(self.n)
+
+  def repeat(self) -> float:
+    """Images per second of one timed repeat of `n` calls."""
+    return self.n * self.images_per_call / self._run(self.n)
+
+
+def throughputs(contestants: dict[str, Timed], timing: Timing) -> dict[str, float]:
+  """Median img/s of each contestant; the repeats are interleaved (A B C A B C ...), so a
+  change in the machine's load (other processes) falls on every contestant alike."""
+  for timed in contestants.values():
+    timed.prepare(timing)
+  rates = {label: [] for label in contestants}
+  for _ in range(timing.repeats):
+    for label, timed in contestants.items():
+      rates[label].append(timed.repeat())
+  return {label: statistics.median(r) for label, r in rates.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,33 +499,34 @@ def _version(name: str) -> str | None:
 
 def run_workload(name: str, w: Workload, args, timing: Timing, log) -> dict[str, Any]:
   """Every contestant of one workload; returns {row label: img/s} and notes."""
-  s = build(w)
-  rows: dict[str, float] = {}
-
-  def measure(label, contestant_fn, sync=jax.block_until_ready):
-    start = time.perf_counter()
-    rows[label] = throughput(contestant_fn(), timing, sync)
-    log(f"  {label:<44} {rows[label]:>12,.0f} img/s   ({time.perf_counter() - start:.0f} s)")
-
   log(f"{name}: {w.model} {dict(w.model_kwargs) or ''} {w.dtype}, batch {w.batch}, "
       f"{'x'.join(map(str, w.image))}")
-  measure("project step (as the loop compiles it)", lambda: project_step(s))
-  measure("plain Flax step", lambda: plain_flax_step(s))
+  start = time.perf_counter()
+  s = build(w)
+  contestants = {
+      "project step (as the loop compiles it)": Timed(project_step(s)),
+      "plain Flax step": Timed(plain_flax_step(s)),
+  }
   if torch_available() and not args.no_torch:
-    measure("torch eager step", lambda: torch_step(w), torch_sync)
-  if not args.no_diagnostics:
-    measure("  - gradient-norm metric (tensorboard=False)",
-            lambda: project_step(s, grad_norm=False))
-    measure("  - shardings (plain jax.jit)",
-            lambda: project_step(s, grad_norm=False, shardings=False))
-    measure("  - gather (batch passed in)",
-            lambda: project_step_given_batch(s, preprocessed=False))
-    measure("  - preprocess (float batch passed in)",
-            lambda: project_step_given_batch(s, preprocessed=True))
-    measure(f"project step, {args.step_k} steps per dispatch",
-            lambda: project_steps_per_call(s, args.step_k))
-  del s
-  if w.loop_data and not args.no_loop:
+    contestants["torch eager step"] = Timed(torch_step(w), torch_sync)
+  if name in args.diagnose:
+    contestants.update({
+        "  - gradient-norm metric (tensorboard=False)": Timed(project_step(s, grad_norm=False)),
+        "  - shardings (plain jax.jit)": Timed(
+            project_step(s, grad_norm=False, shardings=False)),
+        "  - gather (batch passed in)": Timed(
+            project_step_given_batch(s, preprocessed=False)),
+        "  - preprocess (float batch passed in)": Timed(
+            project_step_given_batch(s, preprocessed=True)),
+        f"project step, {args.step_k} steps per dispatch": Timed(
+            project_steps_per_call(s, args.step_k)),
+    })
+  rows = throughputs(contestants, timing)
+  for label, rate in rows.items():
+    log(f"  {label:<44} {rate:>12,.0f} img/s")
+  log(f"  ({time.perf_counter() - start:.0f} s for the steps)")
+  del s, contestants
+  if w.loop_data and name in args.loop_workloads:
     for k in args.loop_steps_per_call:
       start = time.perf_counter()
       label = f"loop, steps_per_call={k}"
@@ -549,12 +568,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--step-k", type=int, default=8,
                       help="steps per dispatch of the diagnostic multi-step row")
   parser.add_argument("--no-torch", action="store_true")
-  parser.add_argument("--no-loop", action="store_true")
-  parser.add_argument("--no-diagnostics", action="store_true")
+  parser.add_argument("--diagnose", default="simple_cnn_b128,lenet5_b128",
+                      help="workloads that get the diagnostic variants of the project step")
+  parser.add_argument("--loop-workloads", default="simple_cnn_b128,simple_cnn_b1024,lenet5_b128",
+                      help="workloads whose full loop runs (on Fashion-MNIST)")
   parser.add_argument("--out", default=None,
                       help="write the table here and machine info + figures to OUT's .json")
   args = parser.parse_args(argv)
   accelerator = jax.default_backend() != "cpu"
+  args.diagnose, args.loop_workloads = args.diagnose.split(","), args.loop_workloads.split(",")
   args.loop_steps_per_call = [int(k) for k in args.loop_steps_per_call.split(",") if k]
   args.loop_interval = args.loop_interval or (256 if accelerator else 8)
   args.loop_intervals = args.loop_intervals or (1 if args.quick else 2)
