@@ -570,12 +570,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--no-torch", action="store_true")
   parser.add_argument("--diagnose", default="simple_cnn_b128,lenet5_b128",
                       help="workloads that get the diagnostic variants of the project step")
-  parser.add_argument("--loop-workloads", default="simple_cnn_b128,simple_cnn_b1024,lenet5_b128",
-                      help="workloads whose full loop runs (on Fashion-MNIST)")
+  parser.add_argument("--loop-workloads", default=None,
+                      help="workloads whose full loop runs on Fashion-MNIST (default: every one "
+                      "that has a loop; with --quick only simple_cnn_b128)")
   parser.add_argument("--out", default=None,
                       help="write the table here and machine info + figures to OUT's .json")
   args = parser.parse_args(argv)
   accelerator = jax.default_backend() != "cpu"
+  args.loop_workloads = args.loop_workloads or (
+      "simple_cnn_b128" if args.quick else ",".join(n for n, w in WORKLOADS.items() if w.loop_data))
   args.diagnose, args.loop_workloads = args.diagnose.split(","), args.loop_workloads.split(",")
   args.loop_steps_per_call = [int(k) for k in args.loop_steps_per_call.split(",") if k]
   args.loop_interval = args.loop_interval or (256 if accelerator else 8)
