@@ -109,7 +109,7 @@ def flax_step_fn(model, tx):
 def jax_pieces(b: int) -> dict[str, tuple]:
   """name -> (jitted function, args) for each piece of the step."""
   r = np.random.default_rng(0)
-  f32 = lambda *s: jnp.asarray(r.standard_normal(s, dtype=np.float32))  # noqa: E731
+  f32 = lambda *s: jnp.asarray(r.standard_normal(s, dtype=np.float32))
   x1, k1, dy1 = f32(b, 28, 28, 1), f32(5, 5, 1, 32), f32(b, 28, 28, 32)
   x2, k2, dy2 = f32(b, 14, 14, 32), f32(5, 5, 32, 64), f32(b, 14, 14, 64)
   xd, kd, dyd = f32(b, 3136), f32(3136, 1024), f32(b, 1024)
@@ -159,7 +159,7 @@ def torch_pieces(b: int) -> dict[str, tuple]:
   import torch.nn.functional as F
 
   g = torch.Generator().manual_seed(0)
-  t = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+  t = lambda *s: torch.randn(*s, generator=g)
   x1, k1, dy1 = t(b, 1, 28, 28), t(32, 1, 5, 5), t(b, 32, 28, 28)
   x2, k2, dy2 = t(b, 32, 14, 14), t(64, 32, 5, 5), t(b, 64, 14, 14)
   xd, kd, dyd = t(b, 3136), t(1024, 3136), t(b, 1024)
@@ -211,7 +211,7 @@ def step_rates(b: int, repeats: int) -> dict[str, float]:
     p1, _, loss = flax_step_fn(model, tx)(jax.tree.map(jnp.copy, params), tx.init(params), x, y)
     results[name] = (p1, float(loss))
 
-    def call():
+    def call(step=step, state=state):
       state[0], state[1], loss = step(state[0], state[1], x, y)
       loss.block_until_ready()
 
@@ -252,7 +252,7 @@ def main() -> None:
   jax_ms = {}
   for name, (fn, fargs) in jax_pieces(args.batch).items():
     jitted = jax.jit(fn)
-    jax_ms[name] = ms_per_call(lambda: jax.block_until_ready(jitted(*fargs)), args.repeats)
+    jax_ms[name] = ms_per_call(lambda f=jitted, a=fargs: jax.block_until_ready(f(*a)), args.repeats)
   try:
     torch_ms = {}
     import torch
@@ -261,9 +261,9 @@ def main() -> None:
       for name, (fn, fargs) in torch_pieces(args.batch).items():
         if name.startswith("relu"):
           with torch.enable_grad():
-            torch_ms[name] = ms_per_call(lambda: fn(*fargs), args.repeats)
+            torch_ms[name] = ms_per_call(lambda f=fn, a=fargs: f(*a), args.repeats)
         else:
-          torch_ms[name] = ms_per_call(lambda: fn(*fargs), args.repeats)
+          torch_ms[name] = ms_per_call(lambda f=fn, a=fargs: f(*a), args.repeats)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads")
   except ImportError:
     torch_ms = {}

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("train_speed", REPO / "benchmarks" / "train_speed.py")
@@ -70,7 +69,7 @@ def test_torch_peers_have_the_flax_models_parameter_counts():
     w = train_speed.WORKLOADS[name]
     model = train_speed.model_from_config(train_speed.workload_config(w))
     shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, *w.image)), train=False)
+        lambda m=model, w=w: m.init(jax.random.key(0), jnp.zeros((1, *w.image)), train=False)
     )
     flax_count = sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"]))
     torch_count = sum(p.numel() for p in train_speed.torch_model(w).parameters())
