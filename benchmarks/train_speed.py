@@ -410,10 +410,18 @@ def loop_throughput(w: Workload, steps_per_call: int, interval: int, intervals: 
   """img/s of `train_and_evaluate` over `intervals` log intervals of `interval` steps, after a
   first interval that holds the compilation: one epoch of exactly those steps (a labelled
   subset of Fashion-MNIST), checkpoint and evaluation only at the end (after the last log)."""
+  from cnn_jax.data import datasets
   from cnn_jax.train import train_and_evaluate
 
   config = workload_config(w)
   config.data.name = w.loop_data
+  # One epoch holds every measured step: fewer steps per interval if the split is short
+  # (a multiple of steps_per_call, so calls end on log steps).
+  available = datasets.get(w.loop_data).splits["train"] // (w.batch * (intervals + 1))
+  interval = min(interval, available - available % steps_per_call)
+  if interval < steps_per_call:
+    raise ValueError(f"{w.loop_data} is too small for {intervals + 1} intervals of "
+                     f"{steps_per_call} steps of {w.batch}; ask for fewer --loop-intervals.")
   total = interval * (intervals + 1)
   config.data.num_train = total * w.batch
   config.num_epochs = 1

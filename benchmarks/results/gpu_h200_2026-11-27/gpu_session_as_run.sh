@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One short GPU lease's checks and timings (issue 17, 18), run from the repo root:
+#   carry .whl (wheels of what the GPU image lacks) and .gpudata (Fashion-MNIST's four .gz files).
+# Each step has its own time limit and writes under $OUT; the last lines print a summary.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD CNN_JAX_DATA=$PWD/.gpudata TFDS_DATA_DIR=/tmp/tfds
+export JAX_PLATFORMS=cuda
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
+git log --oneline -1 2>/dev/null | tee -a "$OUT/gpu.txt"
+DEADLINE=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))  # every step ends before the lease's call does
+W=/tmp/w
+collect() {  # each run's summary, config and metrics under $OUT/runs (checkpoints stay behind)
+  for d in $W/*/; do
+    [ -f "$d/config.json" ] || continue
+    n=$(basename "$d"); mkdir -p "$OUT/runs/$n"
+    cp "$d"/summary.json "$d"/config.json "$d"/metrics.jsonl "$OUT/runs/$n/" 2>/dev/null
+  done
+}
+step() {  # step NAME SECONDS COMMAND...: timed, logged to $OUT/NAME.log; skipped near the deadline
+  local name=$1 limit=$2; shift 2
+  local left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt 30 ]; then echo "$name skipped: ${left}s left" | tee -a "$OUT/steps.txt"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$EPOCHREALTIME
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  printf '%-28s rc=%-4s %6.1f s wall\n' "$name" "$rc" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" | tee -a "$OUT/steps.txt"
+  collect
+}
+mkdir -p $W
+# 0. Prepare Fashion-MNIST once (not part of any timing below).
+step prepare 120 python3 -c "from cnn_jax import data; [data.load_split('fashion_mnist', s) for s in ('train', 'test')]"
+M="python3 -m experiments.main"
+SR="--config=configs/speedrun_fashion_mnist.py"
+# 1. The speed run, 3 seeds (seed 0 compiles into an empty persistent cache; 1 and 2 reuse it).
+for s in 0 1 2; do step speedrun_s$s 120 $M $SR --workdir=$W/speedrun_s$s --config.seed=$s; done
+# 2. Kill-and-resume on the GPU with the default config.deterministic=True.
+step det_resume 200 python3 -m pytest -p no:cacheprovider -q -x tests/test_checkpoint.py -k sigkill
+# 3. ResNet-18 with augmentation (issue 18), bf16, 30 epochs.
+step resnet18_aug 300 $M --config=configs/resnet18_fashion_mnist.py --workdir=$W/resnet18_aug \
+  --config.dtype=bfloat16 --config.tensorboard=False --config.checkpoint_every_steps=0 \
+  "--config.data.augment=('random_crop(pad=4)', 'flip_lr')"
+# 4. Step and loop speeds against plain Flax and torch, one process.
+step train_speed 200 python3 benchmarks/train_speed.py --quick --loop-steps-per-call=1,8 --out "$OUT/train_speed_gpu.txt"
+# 5. Variants of the speed run, seed 0: the deterministic flag's cost, K steps per call, budget.
+step speedrun_s0_nondet 90 $M $SR --workdir=$W/speedrun_s0_nondet --config.deterministic=False
+step speedrun_s0_k13 120 $M $SR --workdir=$W/speedrun_s0_k13 --config.steps_per_call=13
+step speedrun_s0_e16 90 $M $SR --workdir=$W/speedrun_s0_e16 --config.num_epochs=16
+echo "== steps"; cat "$OUT/steps.txt"
+echo "== summaries"
+for f in "$OUT"/runs/*/summary.json; do
+  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-2], 'acc', s['test_accuracy'], 'train_time_s', round(s['train_time_s'],2), 'img/s', round(s['images_per_s']), 'det', s.get('xla_deterministic_ops'))" "$f"
+done
+tail -5 "$OUT/det_resume.log"
+tail -30 "$OUT/train_speed_gpu.txt" 2>/dev/null
