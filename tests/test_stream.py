@@ -84,3 +84,60 @@ def test_streaming_refuses_what_it_does_not_run(tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message):
     train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_sigkill_and_resume_with_streaming_is_bit_identical(tmp_path):
+  from test_checkpoint import assert_trees_identical, cli_args, final_state, wait_for_step
+
+  import signal
+  import subprocess
+
+  from conftest import REPO
+
+  stream_args = {"data.source": "stream", "data.stream_threads": 2}
+  whole = subprocess.run(cli_args(tmp_path / "whole", **stream_args), cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+  assert whole.returncode == 0, whole.stderr[-2000:]
+  workdir = tmp_path / "killed"
+  proc = subprocess.Popen(cli_args(workdir, **stream_args), cwd=REPO, stderr=subprocess.PIPE,
+                          text=True)
+  wait_for_step(proc, workdir, 53)  # past a checkpoint in the second epoch (every 5 steps)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  r = subprocess.run(cli_args(workdir, **stream_args), cwd=REPO, capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Resuming from checkpoint" in r.stderr
+  resumed = Run(workdir).read_summary()["resumed_from_step"]
+  assert 44 < resumed < 88, resumed  # mid-epoch: the reader restarts mid-way
+  assert_trees_identical(final_state(workdir), final_state(tmp_path / "whole"))
+  assert (workdir / "metrics.jsonl").read_bytes() == (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+
+
+def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  from conftest import REPO
+  from test_parallel import _free_port
+
+  data.load_split(tiny_dataset.NAME, "train")  # prepared once, before two processes race
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "stream_shards.py"), str(i),
+                             str(port), str(tmp_path / f"{i}.json")], cwd=REPO, env=env,
+                            stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+  for p in procs:
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-3000:]
+  import json
+
+  shards = [json.loads((tmp_path / f"{i}.json").read_text()) for i in (0, 1)]
+  assert [s["rows"] for s in shards] == [[0, 32], [32, 64]]  # each its 4 devices' rows
+  assert all(s["local_devices"] == 4 for s in shards)
+  read = [np.concatenate(s["records"]) for s in shards]
+  assert len(read[0]) == len(read[1]) == 128
+  assert not set(read[0]) & set(read[1])
+  assert sorted(np.concatenate(read)) == list(range(256))  # the whole split, each record once
