@@ -141,3 +141,31 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
   assert len(read[0]) == len(read[1]) == 128
   assert not set(read[0]) & set(read[1])
   assert sorted(np.concatenate(read)) == list(range(256))  # the whole split, each record once
+
+
+@pytest.mark.slow  # writes 2.1 GB of array_record files (minutes), then streams them
+def test_streaming_2gb_keeps_peak_memory_under_1_5_gb_and_device_source_refuses_it(tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  script = [sys.executable, str(REPO / "tests" / "stream_big.py")]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+  tfds_dir = tmp_path / "tfds"
+  w = subprocess.run([*script, "write", str(tfds_dir), str(tmp_path)], cwd=REPO, env=env,
+                     capture_output=True, text=True, timeout=3600)
+  assert w.returncode == 0, w.stderr[-3000:]
+  for raw in tmp_path.glob("*.u8"):
+    raw.unlink()  # the generator's scratch copy: only the array_record files remain
+  r = subprocess.run([*script, "read", str(tfds_dir)], cwd=REPO, env=env, capture_output=True,
+                     text=True, timeout=3600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
+  assert out["file_bytes"] >= 2e9
+  assert out["examples"] == 170_000 and out["label_sum"] == 17_000 * 45  # every record once
+  assert out["peak_rss_bytes"] < 1.5e9, out
+  assert "more than the device-resident source holds" in out["refused"]
+  assert "--config.data.source=stream" in out["refused"]
