@@ -1,11 +1,19 @@
 """The streaming input source (cnn_jax/data/stream.py): the device-resident source's batches,
 read from array_record files per host, resumable bit for bit."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 import tiny_dataset
-from conftest import needs_fashion_mnist
+from conftest import REPO, needs_fashion_mnist
+from test_checkpoint import assert_trees_identical, cli_args, final_state, wait_for_step
+from test_parallel import _free_port
 
 from cnn_jax import data
 from cnn_jax.data import stream
@@ -87,13 +95,6 @@ def test_streaming_refuses_what_it_does_not_run(tmp_path, overrides, message):
 
 
 def test_sigkill_and_resume_with_streaming_is_bit_identical(tmp_path):
-  from test_checkpoint import assert_trees_identical, cli_args, final_state, wait_for_step
-
-  import signal
-  import subprocess
-
-  from conftest import REPO
-
   stream_args = {"data.source": "stream", "data.stream_threads": 2}
   whole = subprocess.run(cli_args(tmp_path / "whole", **stream_args), cwd=REPO,
                          capture_output=True, text=True, timeout=300)
@@ -115,13 +116,6 @@ def test_sigkill_and_resume_with_streaming_is_bit_identical(tmp_path):
 
 
 def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
-  import os
-  import subprocess
-  import sys
-
-  from conftest import REPO
-  from test_parallel import _free_port
-
   data.load_split(tiny_dataset.NAME, "train")  # prepared once, before two processes race
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
              PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
@@ -132,8 +126,6 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
   for p in procs:
     _, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr[-3000:]
-  import json
-
   shards = [json.loads((tmp_path / f"{i}.json").read_text()) for i in (0, 1)]
   assert [s["rows"] for s in shards] == [[0, 32], [32, 64]]  # each its 4 devices' rows
   assert all(s["local_devices"] == 4 for s in shards)
@@ -145,13 +137,6 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
 
 @pytest.mark.slow  # writes 2.1 GB of array_record files (minutes), then streams them
 def test_streaming_2gb_keeps_peak_memory_under_1_5_gb_and_device_source_refuses_it(tmp_path):
-  import json
-  import os
-  import subprocess
-  import sys
-
-  from conftest import REPO
-
   script = [sys.executable, str(REPO / "tests" / "stream_big.py")]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
   tfds_dir = tmp_path / "tfds"
