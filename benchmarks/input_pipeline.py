@@ -90,12 +90,12 @@ def main() -> None:
   perm = data.epoch_permutation(key, 0, len(whole))
 
   @jax.jit
-  def gather_augment(t):
+  def gather_augment(images, labels, t):
     x, _ = data.batch_from_permutation(images, labels, perm, t, b)
     return aug(x, jax.random.fold_in(key, t))
 
-  rates["device-resident"] = timed(gather_augment(np.int32(t)) for t in range(steps))
-  del images, labels, whole
+  rates["device-resident"] = timed(gather_augment(images, labels, np.int32(t))
+                                   for t in range(steps))
 
   order = np.asarray(perm)
   rng = np.random.default_rng(0)
