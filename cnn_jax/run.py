@@ -248,7 +248,8 @@ class Run:
     default = flatten(config_to_json(defaults))
     changed = sorted(
         k for k in set(old) | set(new)
-        if k.split(".")[0] not in ignore and old.get(k, default.get(k)) != new.get(k)
+        if k.split(".")[0] not in ignore and k not in ignore
+        and old.get(k, default.get(k)) != new.get(k)
     )
     if changed:
       detail = ", ".join(f"{k}: {old.get(k, default.get(k))!r} -> {new.get(k)!r}" for k in changed)

@@ -28,6 +28,8 @@ PACKAGES = (
 HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.data.num_train": 0,
     "train.data.augment": [],
+    "train.data.source": "device",  # streaming input (issue 18)
+    "train.data.stream_threads": 0,
     "train.eval_every_epochs": 1,
     "train.steps_per_call": 1,
     "train.init_from": None,

@@ -150,6 +150,37 @@ def dataset_builder(
   return builder
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """What a prepared split holds, read from its TFDS metadata (no example is read)."""
+
+  image_key: str
+  label_key: str
+  image_shape: tuple[int | None, ...]  # (H, W, C); None where the size varies
+  num_examples: int
+  num_classes: int
+  class_names: tuple[str, ...] | None
+
+
+def split_builder_info(builder: tfds.core.DatasetBuilder, name: str, split: str) -> SplitInfo:
+  """The keys, shapes and sizes of `split`; a ConfigError if the data set has no such split."""
+  image_key, label_key = builder.info.supervised_keys
+  known = list(builder.info.splits.keys()) if builder.info.splits else []
+  if known and split not in known:
+    raise ConfigError(f"Data set {name!r} has no split {split!r}; its splits are {known}.")
+  shape = tuple(builder.info.features[image_key].shape)
+  label_feature = builder.info.features[label_key]
+  names = getattr(label_feature, "names", None)
+  return SplitInfo(
+      image_key=image_key,
+      label_key=label_key,
+      image_shape=shape if len(shape) == 3 else (*shape, 1),
+      num_examples=int(builder.info.splits[split].num_examples) if known else 0,
+      num_classes=int(label_feature.num_classes),
+      class_names=tuple(names) if names and not names[0].isdigit() else None,
+  )
+
+
 def load_split(
     name: str,
     split: str,
@@ -157,48 +188,63 @@ def load_split(
     data_dir: str | None = None,
     tfds_dir: str | None = None,
     download: bool = False,
+    max_bytes: int | None = None,
+    too_big: str | None = None,
 ) -> Split:
   """Reads a whole split into host memory as uint8 images and int32 labels.
 
   From the array cache when it holds the split (see the module's docstring), else
-  through TFDS, then stored in the cache.
+  through TFDS, then stored in the cache. With `max_bytes`, a split whose images take
+  more is refused before it is read (a ConfigError naming the streaming source,
+  `cnn_jax.data.stream`, or saying `too_big`).
   """
   cache = ArrayCache(name, split, tfds_data_dir(tfds_dir))
-  cached = cache.read()
+  shape = cache.images_shape()
+  if shape is not None and max_bytes is not None:
+    _check_fits(name, split, shape[0], shape[1:], max_bytes, too_big)
+  cached = cache.read() if shape is not None else None
   if cached is not None:
     return cached
-  loaded = _load_split_tfds(name, split, data_dir=data_dir, tfds_dir=tfds_dir, download=download)
+  loaded = _load_split_tfds(
+      name, split, data_dir=data_dir, tfds_dir=tfds_dir, download=download,
+      max_bytes=max_bytes, too_big=too_big,
+  )
   return cache.write(loaded)
 
 
+def _check_fits(name, split, num_examples, image_shape, max_bytes, too_big) -> None:
+  from cnn_jax.data import stream  # it imports this module
+
+  stream.check_fits_device(name, split, num_examples, tuple(image_shape), max_bytes,
+                           too_big or stream.STREAM_FIX)
+
+
 def _load_split_tfds(
-    name: str, split: str, *, data_dir: str | None, tfds_dir: str | None, download: bool
+    name: str, split: str, *, data_dir: str | None, tfds_dir: str | None, download: bool,
+    max_bytes: int | None = None, too_big: str | None = None,
 ) -> Split:
   builder = dataset_builder(name, data_dir=data_dir, tfds_dir=tfds_dir, download=download)
-  image_key, label_key = builder.info.supervised_keys
-  known = list(builder.info.splits.keys()) if builder.info.splits else []
-  if known and split not in known:
-    raise ConfigError(f"Data set {name!r} has no split {split!r}; its splits are {known}.")
+  info = split_builder_info(builder, name, split)
+  if max_bytes is not None:
+    _check_fits(name, split, info.num_examples, info.image_shape, max_bytes, too_big)
   source = builder.as_data_source(split=split)
   try:
     records = source.__getitems__(range(len(source)))
   except TypeError:  # some sources (e.g. tfds.testing's mock) only index one at a time
     records = [source[i] for i in range(len(source))]
-  images = np.stack([np.asarray(r[image_key]) for r in records])
+  images = np.stack([np.asarray(r[info.image_key]) for r in records])
   if images.ndim == 3:
     images = images[..., None]
   if images.dtype != np.uint8:
     raise DataError(f"{name}: expected uint8 images, got {images.dtype}.")
-  labels = np.asarray([r[label_key] for r in records], np.int32)
-  label_feature = builder.info.features[label_key]
-  names = getattr(label_feature, "names", None)
+  labels = np.asarray([r[info.label_key] for r in records], np.int32)
   return Split(
       name=name,
       split=split,
       images=images,
       labels=labels,
-      num_classes=int(label_feature.num_classes),
-      class_names=tuple(names) if names and not names[0].isdigit() else None,
+      num_classes=info.num_classes,
+      class_names=info.class_names,
   )
 
 
@@ -244,6 +290,13 @@ class ArrayCache:
           stat = path.stat()
           files.append([str(path.relative_to(self.root)), stat.st_size, stat.st_mtime_ns])
     return sorted(files)
+
+  def images_shape(self) -> tuple[int, ...] | None:
+    """The cached images' shape, from the .npy header alone (None: nothing usable cached)."""
+    try:
+      return tuple(np.load(self.directory / "images.npy", mmap_mode="r").shape)
+    except (OSError, ValueError):
+      return None
 
   def read(self) -> Split | None:
     try:

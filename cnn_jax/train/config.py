@@ -33,6 +33,12 @@ def default_train_config() -> ml_collections.ConfigDict:
   # Training-time augmentation, ops by name in order (cnn_jax/data/augment.py), e.g.
   # ("random_crop(pad=4)", "flip_lr"); () = none. Evaluation never augments.
   config.data.augment = ()
+  # Where training batches come from (cnn_jax/data/stream.py): "device" = the whole split
+  # in memory and on the device, batches gathered there (small data sets: digits, MNIST,
+  # CIFAR); "stream" = read from the array_record files by grain threads while training
+  # runs, sharded per host (data sets too big for memory; same batches for the same seed).
+  config.data.source = "device"
+  config.data.stream_threads = 0  # reader threads of the streaming source; 0 = one per core
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from cnn_jax import data as data_lib
 from cnn_jax import startup
 from cnn_jax.data import augment as augment_lib
+from cnn_jax.data import stream
 from cnn_jax.errors import ConfigError, UserError
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run, TensorBoardWriter
@@ -40,7 +41,7 @@ class Setup:
   """Everything built from a config before training starts."""
 
   config: ml_collections.ConfigDict
-  train: data_lib.Split
+  train: data_lib.Split | stream.StreamingSplit  # by config.data.source
   test: data_lib.Split
   model: Any
   state: steps.TrainState
@@ -60,15 +61,32 @@ def num_params(params: Any) -> int:
 def setup(config: ml_collections.ConfigDict) -> Setup:
   """Builds data, model and optimiser from `config`; raises `UserError`s on bad input."""
   dc = config.data
-  load = functools.partial(
-      data_lib.load_split, dc.name, data_dir=dc.data_dir, tfds_dir=dc.tfds_dir, download=dc.download
-  )
-  train, test = load(dc.train_split), load(dc.test_split)
-  startup.mark("data_loaded")
-  # Pixel statistics from every training image; the labelled subset (if any) after.
-  normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
-  startup.mark("normalization")
-  train = data_lib.subset(train, data_lib.labelled_indices(len(train), dc.num_train, config.seed))
+  where = {"data_dir": dc.data_dir, "tfds_dir": dc.tfds_dir, "download": dc.download}
+  load = functools.partial(data_lib.load_split, dc.name, max_bytes=stream.device_resident_limit(),
+                           **where)
+  if dc.source not in stream.SOURCES:
+    raise ConfigError(
+        f"Unknown data.source {dc.source!r}; choose one of {', '.join(stream.SOURCES)}."
+    )
+  if dc.source == "stream":
+    _check_streaming(config)
+    train = stream.open_split(dc.name, dc.train_split, **where)
+    normalize = stream.pixel_statistics(train, dc.image_size or None)
+    image_shape = train.image_shape
+    test = load(dc.test_split, too_big=(
+        "Evaluation reads the test split whole even when training streams; evaluate on a "
+        "smaller split (--config.data.test_split=..., e.g. 'test[:10000]')."))
+    startup.mark("data_loaded")
+    startup.mark("normalization")
+  else:
+    train, test = load(dc.train_split), load(dc.test_split)
+    startup.mark("data_loaded")
+    # Pixel statistics from every training image; the labelled subset (if any) after.
+    normalize = data_lib.Normalization.from_split(train, dc.image_size or None)
+    startup.mark("normalization")
+    image_shape = train.images.shape[1:]
+  labelled = data_lib.labelled_indices(len(train), dc.num_train, config.seed)
+  train = train.subset(labelled) if dc.source == "stream" else data_lib.subset(train, labelled)
   # Under pmap, BatchNorm averages its statistics over all devices.
   model = model_from_config(
       config, axis_name=DATA_AXIS if config.get("parallelism") == "pmap" else None
@@ -89,13 +107,13 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   )
   root = jax.random.key(config.seed)
   init_key, data_key = jax.random.split(root)
-  size = dc.image_size or train.images.shape[1]
-  state = steps.create_train_state(model, tx, init_key, (size, size, train.images.shape[3]))
+  size = dc.image_size or image_shape[0]
+  state = steps.create_train_state(model, tx, init_key, (size, size, image_shape[2]))
   startup.mark("model_init")
   if not config.aux_loss_weight >= 0:
     raise ConfigError(f"aux_loss_weight must be >= 0, got {config.aux_loss_weight}.")
   if config.aux_loss_weight:
-    steps.check_auxiliary_heads(state, (size, size, train.images.shape[3]))
+    steps.check_auxiliary_heads(state, (size, size, image_shape[2]))
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}.")
   if config.steps_per_call < 1:
@@ -127,6 +145,21 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   )
 
 
+def _check_streaming(config: ml_collections.ConfigDict) -> None:
+  """The streaming source feeds sharded jit one batch per step (no pmap, no K-step calls)."""
+  if config.parallelism != "jit":
+    raise ConfigError(
+        f"data.source='stream' runs with parallelism='jit' (sharded jit), not "
+        f"{config.parallelism!r}; set --config.parallelism=jit."
+    )
+  if config.steps_per_call != 1:
+    raise ConfigError(
+        f"data.source='stream' runs one step per call (steps_per_call={config.steps_per_call}): "
+        "the input, not the dispatch, bounds a streamed step. Set --config.steps_per_call=1, "
+        "or use --config.data.source=device for a data set that fits in memory."
+    )
+
+
 def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
   """Logs which arrays train under `train_only` (a ConfigError if a name matches none)."""
   trained, frozen = check_train_only(params, train_only)
@@ -150,7 +183,8 @@ def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
 # Fields that say where a run executes, not what it computes: a run may resume on
 # another device count, with pmap instead of sharded jit, or as another process.
 PLACEMENT_FIELDS = (
-    "parallelism", "distributed", "steps_per_call", "deterministic", "compilation_cache"
+    "parallelism", "distributed", "steps_per_call", "deterministic", "compilation_cache",
+    "data.stream_threads",
 )
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)
@@ -315,7 +349,15 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
 
   par = s.parallel
   state = par.put_state(state)
-  train_images, train_labels = par.put_data(s.train.images), par.put_data(s.train.labels)
+  streaming = config.data.source == "stream"
+  if streaming:  # read from the files, starting at the checkpoint's step
+    batches = stream.device_batches(
+        s.train, s.data_key, NamedSharding(par.mesh, PartitionSpec(DATA_AXIS)),
+        batch_size=config.batch_size, steps_per_epoch=s.steps_per_epoch, start_step=start_step,
+        stop_step=s.total_steps, num_threads=config.data.stream_threads,
+    )
+  else:
+    train_images, train_labels = par.put_data(s.train.images), par.put_data(s.train.labels)
   test_images = par.put_eval_data(_pad_to_multiple(s.test.images, s.eval_batch_size))
   test_labels = par.put_eval_data(_pad_to_multiple(s.test.labels, s.eval_batch_size))
   startup.mark("device_put")
@@ -336,7 +378,9 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   def checkpoint_meta(done: int) -> dict[str, Any]:
     epoch, index = divmod(done, s.steps_per_epoch)
     return {
+        # The data order's position: the whole state of either source's reader.
         "step": done, "epoch": epoch, "index_in_epoch": index, "seed": config.seed,
+        "data_source": config.data.source,
         "pending_metrics": [{k: float(v) for k, v in m.items()} for m in per_step(pending)],
         # Wall time of the steps so far, over every part of an interrupted run.
         "train_time_s": time_before + time.perf_counter() - start_time,
@@ -357,10 +401,12 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
     step = start_step
     while step < s.total_steps:
       epoch, index = divmod(step, s.steps_per_epoch)
-      if index == 0 or step == start_step:
+      if not streaming and (index == 0 or step == start_step):
         perm = permutation(s.data_key, epoch, len(s.train))
       k = steps_this_call(step, s.total_steps, s.steps_per_epoch, config, ckpt.every_steps)
-      if k == 1:
+      if streaming:
+        state, m = par.train_batch(state, *next(batches))
+      elif k == 1:
         state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
         state, m = par.train_steps(state, train_images, train_labels, perm, jnp.int32(index), k)

@@ -98,6 +98,8 @@ class Parallel:
   eval_step: Callable[..., dict[str, jax.Array]]
   # `(state, images, labels, perm, first_index, num_steps)`: several steps per dispatch.
   train_steps: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
+  # `(state, x, y)`: one step on a global batch sharded along `data` (streaming; jit only).
+  train_batch: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
 
   @property
   def num_devices(self) -> int:
@@ -232,4 +234,12 @@ def make_parallel(
         in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
-  return Parallel(mode, mesh, train_fn, eval_fn, train_many)
+  on_batch = None
+  if mode == "jit":
+    on_batch = jax.jit(
+        functools.partial(steps.train_step_on_batch,
+                          **{k: v for k, v in common.items() if k != "batch_size"}),
+        in_shardings=(replicated, batch, batch), out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+  return Parallel(mode, mesh, train_fn, eval_fn, train_many, on_batch)

@@ -131,16 +131,45 @@ def train_step(
   `keep_frozen_stats(old, new)` returns the BatchNorm statistics to keep: the old ones of
   frozen modules (`cnn_jax.train.optim.keep_frozen_stats`), which train no parameter.
   """
-  dropout_key = jax.random.fold_in(state.dropout_key, state.step)
-  offset = 0
   if axis_name is None:
     x, y = batch_from_permutation(images, labels, perm, index, batch_size)
   else:
-    device = jax.lax.axis_index(axis_name)
     local = batch_size // jax.lax.psum(1, axis_name)
-    offset = device * local
+    offset = jax.lax.axis_index(axis_name) * local
     idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size + offset, local)
     x, y = images[idx], labels[idx]
+  return train_step_on_batch(
+      state, x, y, preprocess=preprocess, batch_sharding=batch_sharding, axis_name=axis_name,
+      aux_loss_weight=aux_loss_weight, augment=augment, grad_norm=grad_norm,
+      keep_frozen_stats=keep_frozen_stats, label_smoothing=label_smoothing,
+  )
+
+
+def train_step_on_batch(
+    state: TrainState,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    preprocess: Preprocess,
+    batch_sharding: jax.sharding.Sharding | None = None,
+    axis_name: str | None = None,
+    aux_loss_weight: float = 0.0,
+    augment: Callable[..., jax.Array] | None = None,
+    grad_norm: bool = False,
+    keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on the raw batch `x` uint8 `[B, H, W, C]`, `y` int32 `[B]` (see `train_step`).
+
+  The step every input source shares: `train_step` gathers its batch on the device and
+  calls it; the streaming source (`cnn_jax.data.stream`) hands it a global batch sharded
+  along the mesh's data axis. Under pmap, `x` is this device's slice of the global batch.
+  """
+  dropout_key = jax.random.fold_in(state.dropout_key, state.step)
+  offset = 0
+  if axis_name is not None:
+    device = jax.lax.axis_index(axis_name)
+    offset = device * x.shape[0]
     dropout_key = jax.random.fold_in(dropout_key, device)
   if augment is not None:
     augment_key = jax.random.fold_in(jax.random.split(state.dropout_key)[1], state.step)
