@@ -1,35 +1,39 @@
 #!/usr/bin/env bash
 # One short GPU lease's checks and timings (issue 17, 18), run from the repo root:
 #   carry .whl (wheels of what the GPU image lacks) and .gpudata (Fashion-MNIST's four .gz files).
-# Each step has its own time limit and writes under $OUT; the last lines print a summary.
+# Each step has its own time limit; logs and each run's summary/config/metrics go to $LOGS,
+# packed after every step into $OUT/session.tgz (a lease returns only a few files, so one
+# archive: a step cut off by the lease loses nothing done before it). Last lines: a summary.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+LOGS=/tmp/gpu_logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD CNN_JAX_DATA=$PWD/.gpudata TFDS_DATA_DIR=/tmp/tfds
 export JAX_PLATFORMS=cuda
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
-git log --oneline -1 2>/dev/null | tee -a "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOGS/gpu.txt"
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" | tee -a "$LOGS/gpu.txt"
+git log --oneline -1 2>/dev/null | tee -a "$LOGS/gpu.txt"
 DEADLINE=$((SECONDS + ${GPU_SESSION_SECONDS:-560}))  # every step ends before the lease's call does
 W=/tmp/w
-collect() {  # each run's summary, config and metrics under $OUT/runs (checkpoints stay behind)
+collect() {  # each run's summary, config and metrics (checkpoints stay behind), then pack
   for d in $W/*/; do
     [ -f "$d/config.json" ] || continue
-    n=$(basename "$d"); mkdir -p "$OUT/runs/$n"
-    cp "$d"/summary.json "$d"/config.json "$d"/metrics.jsonl "$OUT/runs/$n/" 2>/dev/null
+    n=$(basename "$d"); mkdir -p "$LOGS/runs/$n"
+    cp "$d"/summary.json "$d"/config.json "$d"/metrics.jsonl "$LOGS/runs/$n/" 2>/dev/null
   done
+  tar czf "$OUT/session.tgz.tmp" -C "$LOGS" . && mv "$OUT/session.tgz.tmp" "$OUT/session.tgz"
 }
-step() {  # step NAME SECONDS COMMAND...: timed, logged to $OUT/NAME.log; skipped near the deadline
+step() {  # step NAME SECONDS COMMAND...: timed, logged to $LOGS/NAME.log; skipped near the deadline
   local name=$1 limit=$2; shift 2
   local left=$((DEADLINE - SECONDS))
-  if [ "$left" -lt 30 ]; then echo "$name skipped: ${left}s left" | tee -a "$OUT/steps.txt"; return; fi
+  if [ "$left" -lt 30 ]; then echo "$name skipped: ${left}s left" | tee -a "$LOGS/steps.txt"; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
   local t0=$EPOCHREALTIME
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
-  printf '%-28s rc=%-4s %6.1f s wall\n' "$name" "$rc" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" | tee -a "$OUT/steps.txt"
+  printf '%-28s rc=%-4s %6.1f s wall\n' "$name" "$rc" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" | tee -a "$LOGS/steps.txt"
   collect
 }
 mkdir -p $W
@@ -46,15 +50,20 @@ step resnet18_aug 300 $M --config=configs/resnet18_fashion_mnist.py --workdir=$W
   --config.dtype=bfloat16 --config.tensorboard=False --config.checkpoint_every_steps=0 \
   "--config.data.augment=('random_crop(pad=4)', 'flip_lr')"
 # 4. Step and loop speeds against plain Flax and torch, one process.
-step train_speed 200 python3 benchmarks/train_speed.py --quick --loop-steps-per-call=1,8 --out "$OUT/train_speed_gpu.txt"
+step train_speed 200 python3 benchmarks/train_speed.py --quick --loop-steps-per-call=1,8 --out "$LOGS/train_speed_gpu.txt"
 # 5. Variants of the speed run, seed 0: the deterministic flag's cost, K steps per call, budget.
 step speedrun_s0_nondet 90 $M $SR --workdir=$W/speedrun_s0_nondet --config.deterministic=False
 step speedrun_s0_k13 120 $M $SR --workdir=$W/speedrun_s0_k13 --config.steps_per_call=13
 step speedrun_s0_e16 90 $M $SR --workdir=$W/speedrun_s0_e16 --config.num_epochs=16
-echo "== steps"; cat "$OUT/steps.txt"
+# 6. The suite on the GPU (issue 17 item 5), with each test's outcome as it ends (-v), so a
+#    run cut off by the lease still names its failures.
+step gpu_suite 300 env XLA_PYTHON_CLIENT_PREALLOCATE=false python3 -m pytest -p no:cacheprovider \
+  -n 12 -m 'not slow' -v -rf -o addopts=""
+grep -E "FAILED|ERROR" "$LOGS/gpu_suite.log" | sort | uniq | head -60 > "$LOGS/gpu_suite_failures.txt"; collect
+echo "== steps"; cat "$LOGS/steps.txt"
 echo "== summaries"
-for f in "$OUT"/runs/*/summary.json; do
+for f in "$LOGS"/runs/*/summary.json; do
   python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-2], 'acc', s['test_accuracy'], 'train_time_s', round(s['train_time_s'],2), 'img/s', round(s['images_per_s']), 'det', s.get('xla_deterministic_ops'))" "$f"
 done
-tail -5 "$OUT/det_resume.log"
-tail -30 "$OUT/train_speed_gpu.txt" 2>/dev/null
+tail -5 "$LOGS/det_resume.log"
+tail -30 "$LOGS/train_speed_gpu.txt" 2>/dev/null
