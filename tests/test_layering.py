@@ -1,6 +1,6 @@
 """The package's import graph points one way: lower layers never import higher ones.
 
-errors/registry/console < data, layers < anchors, models < run < features, visualize, shift
+errors/registry/console/startup < data, layers < anchors, models < run < features, visualize, shift
 < probe < train < benchmark. In particular nothing below the training loop imports
 `cnn_jax.train` (a trained model is read through `cnn_jax.run.Run`).
 """
@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "cnn_jax"
 RANK = {
-    "errors": 0, "registry": 0, "console": 0, "backprop_reference": 0,
+    "errors": 0, "registry": 0, "console": 0, "backprop_reference": 0, "startup": 0,
     "data": 1, "layers": 1,
     "anchors": 2, "models": 2,
     "run": 3,
