@@ -209,3 +209,16 @@ def test_report_only_tables_the_finished_runs_and_names_the_rest(first_run, tmp_
   assert table["provenance"]["not_run"] == ["tiny_lenet5_frozen/seed_1"]
   md = (workdir / "table.md").read_text()
   assert "- not run (the table reports the finished runs only): tiny_lenet5_frozen/seed_1" in md
+
+
+def test_a_row_meant_for_other_data_sets_is_left_out_of_the_table(tmp_path):
+  """The speed run's recipe (batch 512 of 28x28 images) is not run on the 8x8 digits: the
+  main job's suite there has no such row, not even as "not run"; on Fashion-MNIST it has."""
+  speedrun = benchmark.EXPERIMENTS.get("speedrun")
+  assert speedrun.runs_on("fashion_mnist") and not speedrun.runs_on("digits")
+  workdir = tmp_path / "fvl_digits"
+  benchmark.run_suite("features_vs_learned", "digits", 1, workdir, report_only=True)
+  table = benchmark.load_table(workdir)
+  assert "speedrun" not in {r["experiment"] for r in table["rows"]}
+  assert not any(n.startswith("speedrun/") for n in table["provenance"]["not_run"])
+  assert any(n.startswith("lenet5/") for n in table["provenance"]["not_run"])  # the rest stay

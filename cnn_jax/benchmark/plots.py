@@ -19,9 +19,15 @@ KIND_COLOURS = {
 
 
 def accuracy_vs_time(table: dict[str, Any], path: pathlib.Path) -> None:
-  """Test accuracy (mean ± std) against wall-clock time per experiment, coloured by kind."""
+  """Test accuracy (mean ± std) against wall-clock time per experiment, coloured by kind.
+
+  Rows with no finished run (a `report_only` table) are left out; with none left, no plot.
+  """
+  rows = [r for r in table["rows"] if r.get("seeds") and r.get("test_accuracy_mean") is not None]
+  if not rows:
+    return
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for row in table["rows"]:
+  for row in rows:
     ax.errorbar(
         max(row["time_s"], 1e-2), row["test_accuracy_mean"], yerr=row["test_accuracy_std"],
         fmt="o", color=KIND_COLOURS[row["kind"]], capsize=3,

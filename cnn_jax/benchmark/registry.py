@@ -67,6 +67,8 @@ class Experiment:
     group: rows of one method at several `labels` (one curve of the accuracy-vs-labels plot).
     shifts: training experiments: also score the trained model on the test set moved by
       each of these many pixels (`cnn_jax.shift.shifted_accuracy`; translation robustness).
+    datasets: the data sets the row is meant for (a suite run on another leaves it out and
+      says so); () = every data set.
   """
 
   name: str
@@ -84,6 +86,10 @@ class Experiment:
   labels: int | None = None
   group: str | None = None
   shifts: tuple[int, ...] = ()
+  datasets: tuple[str, ...] = ()
+
+  def runs_on(self, dataset: str) -> bool:
+    return not self.datasets or dataset in self.datasets
 
   @property
   def runner(self) -> str:

@@ -154,8 +154,12 @@ def run_suite(
   finished (with today's config hashes), naming the others in the provenance.
   """
   git = git_state()  # the code this invocation runs, before anything else can change it
-  experiments = suite(suite_name)
   info = datasets.get(dataset)
+  experiments = [e for e in suite(suite_name) if e.runs_on(info.name)]
+  for e in suite(suite_name):
+    if not e.runs_on(info.name):
+      logging.info("%s is meant for %s, not %s: left out.", e.name, ", ".join(e.datasets),
+                   info.name)
   if num_seeds < 1:
     raise ConfigError(f"--seeds must be at least 1, got {num_seeds}.")
   seeds = list(range(num_seeds))
