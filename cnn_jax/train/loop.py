@@ -194,7 +194,7 @@ def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch
   """Mean loss and accuracy over the `n` real examples of a padded, on-device split."""
   loss_sum, correct = 0.0, 0
   for start in range(0, n, batch_size):
-    out = eval_fn(state, images, labels, jnp.int32(start))
+    out = eval_fn(state, images, labels, np.int32(start))
     loss_sum += out["loss_sum"]
     correct += out["correct"]
   return float(loss_sum) / n, float(correct) / n
@@ -407,9 +407,9 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       if streaming:
         state, m = par.train_batch(state, *next(batches))
       elif k == 1:
-        state, m = par.train_step(state, train_images, train_labels, perm, jnp.int32(index))
+        state, m = par.train_step(state, train_images, train_labels, perm, np.int32(index))
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
-        state, m = par.train_steps(state, train_images, train_labels, perm, jnp.int32(index), k)
+        state, m = par.train_steps(state, train_images, train_labels, perm, np.int32(index), k)
       if step == start_step:
         startup.first_step_done(state)
       m = par.metrics(m)
