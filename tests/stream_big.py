@@ -83,7 +83,7 @@ def read(tfds_dir: str) -> None:
     refused = str(e)
   split = stream.open_split(NAME, "train", tfds_dir=tfds_dir)
   start = time.perf_counter()
-  stats = stream.pixel_statistics(split)
+  stats = stream.streamed_normalization(split)
   stats_s = time.perf_counter() - start
   sharding = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
   steps = len(split) // BATCH

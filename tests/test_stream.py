@@ -56,7 +56,7 @@ def test_stream_reads_the_device_sources_batches_in_its_order(dataset):
         labelled.images, labelled.labels, perm, step % 3, 64)
     np.testing.assert_array_equal(np.asarray(x), want_x)
     np.testing.assert_array_equal(np.asarray(y), want_y)
-  assert stream.pixel_statistics(split) == pytest.approx(data.Normalization.from_split(whole))
+  assert stream.streamed_normalization(split) == pytest.approx(data.Normalization.from_split(whole))
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

@@ -29,18 +29,21 @@ class Normalization:
   image_size: int | None = None
 
   @classmethod
+  def from_stats(cls, mean: float, std: float, image_size: int | None = None) -> "Normalization":
+    """From pixel statistics in [0, 1]; a constant image set (std 0) is only centred."""
+    return cls(mean=mean, std=std or 1.0, image_size=image_size or None)
+
+  @classmethod
   def from_images(cls, images: np.ndarray, image_size: int | None = None) -> "Normalization":
     """Mean and std of all pixels of `images` (uint8 `[N, H, W, C]`, the training split)."""
-    mean, std = pixel_statistics(images)
-    return cls(mean=mean, std=std or 1.0, image_size=image_size or None)
+    return cls.from_stats(*pixel_statistics(images), image_size)
 
   @classmethod
   def from_split(cls, split: Split, image_size: int | None = None) -> "Normalization":
     """The statistics of `split`'s images (kept with the split when it came from the cache)."""
     if split.pixel_stats is None:
       return cls.from_images(split.images, image_size)
-    mean, std = split.pixel_stats
-    return cls(mean=mean, std=std or 1.0, image_size=image_size or None)
+    return cls.from_stats(*split.pixel_stats, image_size)
 
   def __call__(self, images: jax.Array, dtype=jnp.float32) -> jax.Array:
     """`[B, H, W, C]` uint8 -> `[B, S, S, C]` float (S = image_size or H)."""

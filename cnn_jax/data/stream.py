@@ -115,7 +115,7 @@ def open_split(
   )
 
 
-def pixel_statistics(split: StreamingSplit, image_size: int | None = None) -> Normalization:
+def streamed_normalization(split: StreamingSplit, image_size: int | None = None) -> Normalization:
   """Mean and std of every pixel of the whole split, read in chunks (memory: one chunk).
 
   Sums of the uint8 values and of their squares are exact integers, so this equals
@@ -130,7 +130,7 @@ def pixel_statistics(split: StreamingSplit, image_size: int | None = None) -> No
     count += x.size
   mean = total / count / 255.0
   var = max(total_sq / count / 255.0**2 - mean * mean, 0.0)
-  return Normalization(mean=mean, std=float(np.sqrt(var)) or 1.0, image_size=image_size or None)
+  return Normalization.from_stats(mean, float(np.sqrt(var)), image_size)
 
 
 class EpochOrders:

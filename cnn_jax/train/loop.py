@@ -71,7 +71,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   if dc.source == "stream":
     _check_streaming(config)
     train = stream.open_split(dc.name, dc.train_split, **where)
-    normalize = stream.pixel_statistics(train, dc.image_size or None)
+    normalize = stream.streamed_normalization(train, dc.image_size or None)
     image_shape = train.image_shape
     test = load(dc.test_split, too_big=(
         "Evaluation reads the test split whole even when training streams; evaluate on a "
