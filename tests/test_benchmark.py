@@ -165,6 +165,13 @@ def test_rows_computed_by_other_code_are_named_in_the_provenance(first_run, tmp_
           "(uncommitted changes)") in md
 
 
+def test_a_record_without_a_commit_is_named_as_such_not_truncated():
+  prov = {"git_commit": "a" * 40, "git_dirty": False}
+  records = [{"experiment": "hog", "seed": 0}, {"experiment": "raw", "seed": 1, "git_commit": "b" * 40}]
+  assert tables.carried_over(records, prov) == [
+      "hog/seed_0 at an unrecorded commit", "raw/seed_1 at " + "b" * 12]
+
+
 def test_committed_results_hash_to_todays_configs():
   """Every committed suite record's config hash is the one today's registry gives for the
   same (experiment, data set, seed): fields added since are hash-neutral at their default,

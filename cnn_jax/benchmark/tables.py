@@ -160,7 +160,8 @@ def carried_over(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[st
   for r in records:
     there = (r.get("git_commit"), r.get("git_dirty"))
     if there != here:
-      commit = (there[0] or "an unrecorded commit")[:12] + (" (uncommitted changes)" if there[1] else "")
+      commit = there[0][:12] if there[0] else "an unrecorded commit"
+      commit += " (uncommitted changes)" if there[1] else ""
       out.append(f"{r['experiment']}/seed_{r['seed']} at {commit}")
   return out
 
