@@ -107,3 +107,36 @@ def test_a_cached_split_and_a_tensorboard_writer_import_neither_tfds_nor_torch(t
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
   assert out.stdout.split("\n")[0] == "359 []", out.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["simple_cnn_fashion_mnist", "lenet5_fashion_mnist", "speedrun_fashion_mnist"]
+)
+def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
+  """create_train_state compiles its one-off function at a low LLVM optimisation level (4x
+  quicker to compile on the CPU); the state must be the one XLA's default level computes."""
+  from cnn_jax.models import model_from_config
+  from cnn_jax.train import steps
+  from cnn_jax.train.config import load_config
+  from cnn_jax.train.loop import create_optimizer
+
+  config = load_config(f"configs/{name}.py")
+  model = model_from_config(config)
+  tx, _ = create_optimizer(config.optimizer, 100, 10, train_only=config.train_only)
+  shape, key = (28, 28, 1), jax.random.key(7)
+  previous = jax.config.values["jax_disable_most_optimizations"]
+  jax.config.update("jax_disable_most_optimizations", False)  # the conftest's default is True
+  try:
+    assert steps.init_compiler_options() == steps.INIT_COMPILER_OPTIONS
+    quick = steps.create_train_state(model, tx, key, shape)
+    default = jax.jit(steps.train_state_initializer(model, tx, shape))(key)
+  finally:
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+  def bits(state):
+    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                       else x) for x in jax.tree.leaves(state)]
+
+  assert len(bits(quick)) == len(bits(default)) > 4
+  for a, b in zip(bits(quick), bits(default)):
+    assert a.dtype == b.dtype and np.array_equal(a, b)
