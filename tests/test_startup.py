@@ -127,7 +127,7 @@ def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
   previous = jax.config.values["jax_disable_most_optimizations"]
   jax.config.update("jax_disable_most_optimizations", False)  # the conftest's default is True
   try:
-    assert steps.init_compiler_options() == steps.INIT_COMPILER_OPTIONS
+    assert steps.one_off_compiler_options() == steps.ONE_OFF_COMPILER_OPTIONS
     quick = steps.create_train_state(model, tx, key, shape)
     default = jax.jit(steps.train_state_initializer(model, tx, shape))(key)
   finally:
@@ -140,3 +140,12 @@ def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
   assert len(bits(quick)) == len(bits(default)) > 4
   for a, b in zip(bits(quick), bits(default)):
     assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 12345, 2**31, 2**32 + 5, -3])
+def test_root_keys_are_the_eager_split_of_the_seed(seed):
+  from cnn_jax.train import steps
+
+  eager = jax.random.split(jax.random.key(seed))
+  for a, b in zip(steps.root_keys(seed), eager, strict=True):
+    np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))

@@ -105,8 +105,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
   tx, schedule = create_optimizer(
       config.optimizer, total_steps, steps_per_epoch, train_only=config.train_only
   )
-  root = jax.random.key(config.seed)
-  init_key, data_key = jax.random.split(root)
+  init_key, data_key = steps.root_keys(config.seed)
   size = dc.image_size or image_shape[0]
   state = steps.create_train_state(model, tx, init_key, (size, size, image_shape[2]))
   startup.mark("model_init")
@@ -364,6 +363,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
   permutation = jax.jit(
       data_lib.epoch_permutation, static_argnums=2,
       out_shardings=NamedSharding(par.mesh, PartitionSpec()),
+      compiler_options=steps.one_off_compiler_options(),
   )
 
   n_params = num_params(s.state.params)

@@ -25,11 +25,24 @@ class TrainState(train_state.TrainState):
   dropout_key: jax.Array = struct.field(default=None)
 
 
-# Initialisation runs once, in milliseconds, but XLA:CPU's default LLVM optimisation spends
-# seconds compiling it (the random initialisers): 4.6 s of a 5.9 s cold start for the 2-conv
-# CNN. Level 1 compiles it about 4x faster and gives the same bits (floating-point semantics
-# do not depend on the level; tests/test_startup.py checks it for the models the tables train).
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+# Functions that run once or once per epoch (the initialisation, the root keys, the epoch's
+# permutation) take milliseconds to run, but XLA:CPU's default LLVM optimisation (level 3)
+# spends seconds compiling them: the random initialisers were 4.6 s of a 5.9 s cold start
+# for the 2-conv CNN under load. Level 1 compiles them about 4x faster and gives the same
+# bits (floating-point semantics do not depend on the level; tests/test_startup.py checks
+# the initial state of the models the tables train).
+ONE_OFF_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def root_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(init key, data key): the two streams of a run, split from `seed` in one compiled call."""
+
+  def split(root):
+    init_key, data_key = jax.random.split(root)
+    return init_key, data_key
+
+  # The root key outside: `jax.random.key` takes any Python int (a jitted argument is int32).
+  return jax.jit(split, compiler_options=one_off_compiler_options())(jax.random.key(seed))
 
 
 def train_state_initializer(
@@ -61,14 +74,15 @@ def create_train_state(
   """The initial TrainState, from one compiled function (each eager operation of the key
   split and the optimiser's zeros would be a compilation of its own)."""
   init = train_state_initializer(model, tx, input_shape)
-  return jax.jit(init, compiler_options=init_compiler_options())(key)
+  return jax.jit(init, compiler_options=one_off_compiler_options())(key)
 
 
-def init_compiler_options() -> dict[str, Any] | None:
-  """INIT_COMPILER_OPTIONS on a CPU, unless `jax_disable_most_optimizations` asks for less."""
+def one_off_compiler_options() -> dict[str, Any] | None:
+  """ONE_OFF_COMPILER_OPTIONS on a CPU (`jax.jit(..., compiler_options=)`), unless
+  `jax_disable_most_optimizations` asks for even less."""
   if jax.default_backend() != "cpu" or jax.config.values["jax_disable_most_optimizations"]:
     return None
-  return INIT_COMPILER_OPTIONS
+  return ONE_OFF_COMPILER_OPTIONS
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
