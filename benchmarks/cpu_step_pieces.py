@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from cnn_jax.layers import Conv2D, Dense, Flatten, Pool
+from cnn_jax.layers import Conv2D, Dense, Flatten, Pool, tiled_max_pool
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -125,6 +125,10 @@ def jax_pieces(b: int) -> dict[str, tuple]:
     y, vjp = jax.vjp(lambda x: nn.max_pool(nn.relu(x), (2, 2), (2, 2)), x)
     return vjp(jnp.ones_like(y))[0]
 
+  def relu_tiled_pool_fwd_bwd(x):  # what the project's `Pool('max', 2)` runs
+    y, vjp = jax.vjp(lambda x: tiled_max_pool(nn.relu(x), (2, 2)), x)
+    return vjp(jnp.ones_like(y))[0]
+
   def dense_bwd(x, k, dy):
     return jax.vjp(lambda x, k: x @ k, x, k)[1](dy)
 
@@ -150,6 +154,7 @@ def jax_pieces(b: int) -> dict[str, tuple]:
       "dense1 forward": (jnp.matmul, (xd, kd)),
       "dense1 backward (input + kernel)": (dense_bwd, (xd, kd, dyd)),
       "relu + pool1 forward + backward": (relu_pool_fwd_bwd, (pool_in,)),
+      "relu + pool1, tiled (layers.Pool)": (relu_tiled_pool_fwd_bwd, (pool_in,)),
       "adam update (3.27M params)": (adam, (params, opt, params)),
   }
 
@@ -190,6 +195,7 @@ def torch_pieces(b: int) -> dict[str, tuple]:
       "dense1 forward": (lambda x, k: x @ k.t(), (xd, kd)),
       "dense1 backward (input + kernel)": (dense_bwd, (xd, kd, dyd)),
       "relu + pool1 forward + backward": (relu_pool_fwd_bwd, (pool_in,)),
+      "relu + pool1, tiled (layers.Pool)": (relu_tiled_pool_fwd_bwd, (pool_in,)),
       "adam update (3.27M params)": (lambda: opt.step(), ()),
   }
 

@@ -24,6 +24,7 @@ output would need `(H*W*C_in) * (H'*W'*K)`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -195,6 +196,56 @@ class LocallyConnected2D(nn.Module):
     return y
 
 
+def _tiles(x: Array, window: tuple[int, int]) -> list[Array]:
+  """The `kh*kw` strided views of `x`'s non-overlapping windows, pixel (i, j) of every
+  window in view i*kw + j (row-major window order), cropped as a VALID pool crops."""
+  kh, kw = window
+  x = x[:, : x.shape[1] // kh * kh, : x.shape[2] // kw * kw]
+  return [x[:, i::kh, j::kw] for i in range(kh) for j in range(kw)]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _tiled_max(x: Array, window: tuple[int, int]) -> Array:
+  return functools.reduce(jnp.maximum, _tiles(x, window))
+
+
+@_tiled_max.defjvp
+def _tiled_max_jvp(window, primals, tangents):
+  (x,), (dx,) = primals, tangents
+  tiles = _tiles(x, window)
+  y = functools.reduce(jnp.maximum, tiles)
+  # Each window's derivative is its FIRST maximum's, in row-major order, as XLA's
+  # select-and-scatter sends the gradient (`>=` keeps the earlier pixel); ties are common
+  # (equal pixels of a flat background give equal conv outputs).
+  taken, winners = jnp.zeros(y.shape, bool), []
+  for tile in tiles[:-1]:
+    wins = (tile == y) & ~taken
+    winners.append(wins)
+    taken = taken | wins
+  winners.append(~taken)
+  # The tangent's tiles by a reshape and a transpose (not strided slices): reverse mode
+  # transposes these into one copy back, where slices would become kh*kw padded scatters.
+  (kh, kw), (n, h, w, c) = window, dx.shape
+  ho, wo = h // kh, w // kw
+  dx_tiles = dx[:, : ho * kh, : wo * kw].reshape(n, ho, kh, wo, kw, c)
+  dx_tiles = dx_tiles.transpose(2, 4, 0, 1, 3, 5).reshape(kh * kw, n, ho, wo, c)
+  return y, jnp.where(jnp.stack(winners), dx_tiles, jnp.zeros((), dx.dtype)).sum(0)
+
+
+def tiled_max_pool(x: Array, window: tuple[int, int]) -> Array:
+  """Max pooling with stride = window and no padding (`nn.max_pool(x, window, window)`),
+  as an element-wise max of the windows' `kh*kw` strided views.
+
+  Same values and same gradients, bit for bit, as `flax.linen.max_pool` on the CPU
+  (`tests/test_layers.py`), in forward and reverse mode; it avoids XLA:CPU's reduce-window
+  and select-and-scatter, which are slow: ReLU + 2x2 pool of a `[128, 28, 28, 32]` batch,
+  forward and backward, takes 2 ms this way against 56 ms on the 2-core CPU
+  (`benchmarks/cpu_step_pieces.py`). A window holding a NaN may send its gradient
+  elsewhere than XLA does (the loss is NaN then).
+  """
+  return _tiled_max(x, tuple(window))
+
+
 class Pool(nn.Module):
   """Max or average pooling over `window` with `strides` (default: = window)."""
 
@@ -210,6 +261,8 @@ class Pool(nn.Module):
     strides = _pair(self.strides if self.strides is not None else self.window, "strides")
     padding = _padding(self.padding)
     if self.kind == "max":
+      if window == strides and padding in ("VALID", [(0, 0), (0, 0)]):
+        return tiled_max_pool(x, window)
       return nn.max_pool(x, window, strides, padding)
     if self.kind == "avg":
       # Average over the real pixels only, so padded borders are not darkened.

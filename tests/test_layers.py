@@ -173,3 +173,45 @@ def test_conv_block_takes_its_pieces_and_batch_norm_uses_train_flag():
   pv = plain.init(jax.random.key(0), x)
   ref = jnp.tanh(layers.Conv2D(4, 3).apply({"params": pv["params"]["conv"]}, x))
   np.testing.assert_allclose(plain.apply(pv, x), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,window", [
+    ((4, 28, 28, 3), (2, 2)), ((2, 7, 9, 5), (2, 2)), ((2, 9, 10, 3), (3, 3)), ((2, 8, 9, 2), (2, 3)),
+])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_tiled_max_pool_equals_flax_max_pool_bit_for_bit_with_ties(shape, window, dtype):
+  """Values, gradients (reverse mode) and tangents (forward mode) of `Pool('max')`'s tiled
+  formulation are flax's reduce-window max pool's exactly, ties included: inputs rounded to
+  halves after a ReLU hold many equal maxima (zeros and equal positives) in a window."""
+  import flax.linen as nn
+
+  r = np.random.default_rng(sum(shape))
+  x = jnp.asarray(np.round(r.standard_normal(shape) * 2) / 2, dtype)
+  t = jnp.asarray(r.standard_normal(shape), dtype)
+  pools = {"tiled": lambda x: layers.Pool("max", window).apply({}, x),
+           "flax": lambda x: nn.max_pool(x, window, window)}
+  out = {}
+  for name, pool in pools.items():
+    f = lambda x, pool=pool: jnp.sum(jnp.sin(pool(nn.relu(x))) * jnp.arange(1, 1 + x.shape[-1]))
+    y = jax.jit(lambda x, pool=pool: pool(nn.relu(x)))(x)
+    out[name] = (y, jax.jit(jax.grad(f))(x), jax.jvp(lambda x, pool=pool: pool(nn.relu(x)), (x,), (t,))[1])
+  assert out["tiled"][0].shape == (shape[0], shape[1] // window[0], shape[2] // window[1], shape[3])
+  for a, b in zip(out["tiled"], out["flax"], strict=True):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+  ties = (np.asarray(nn.relu(x))[:, : window[0], : window[1]] == 0).sum()
+  assert ties > 4  # the inputs do exercise ties
+
+
+def test_pool_module_takes_the_tiled_path_only_where_it_is_the_same_pool(monkeypatch):
+  calls = []
+  monkeypatch.setattr(layers, "tiled_max_pool", lambda x, w: calls.append(w) or x[:, ::2, ::2])
+  x = jnp.zeros((1, 8, 8, 1))
+  layers.Pool("max", 2).apply({}, x)
+  layers.Pool("max", 2, padding=0).apply({}, x)
+  assert calls == [(2, 2), (2, 2)]
+  layers.Pool("max", 3, strides=2).apply({}, x)  # overlapping windows
+  layers.Pool("max", 2, padding="SAME").apply({}, x)
+  layers.Pool("max", 2, padding=1).apply({}, x)
+  layers.Pool("avg", 2).apply({}, x)
+  assert calls == [(2, 2), (2, 2)]
