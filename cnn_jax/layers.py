@@ -240,8 +240,9 @@ def tiled_max_pool(x: Array, window: tuple[int, int]) -> Array:
   (`tests/test_layers.py`), in forward and reverse mode; it avoids XLA:CPU's reduce-window
   and select-and-scatter, which are slow: ReLU + 2x2 pool of a `[128, 28, 28, 32]` batch,
   forward and backward, takes 2 ms this way against 56 ms on the 2-core CPU
-  (`benchmarks/cpu_step_pieces.py`). A window holding a NaN may send its gradient
-  elsewhere than XLA does (the loss is NaN then).
+  (`benchmarks/cpu_step_pieces.py`). `Pool('max')` uses it on the CPU when the windows
+  do not overlap. A window holding a NaN may send its gradient elsewhere than XLA does
+  (the loss is NaN then).
   """
   return _tiled_max(x, tuple(window))
 
@@ -261,7 +262,10 @@ class Pool(nn.Module):
     strides = _pair(self.strides if self.strides is not None else self.window, "strides")
     padding = _padding(self.padding)
     if self.kind == "max":
-      if window == strides and padding in ("VALID", [(0, 0), (0, 0)]):
+      # The tiled formulation where it is measured faster (the CPU); GPUs and TPUs keep
+      # XLA's reduce-window until a lease measures it there.
+      tiled = window == strides and padding in ("VALID", [(0, 0), (0, 0)])
+      if tiled and jax.default_backend() == "cpu":
         return tiled_max_pool(x, window)
       return nn.max_pool(x, window, strides, padding)
     if self.kind == "avg":
