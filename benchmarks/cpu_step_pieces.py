@@ -195,7 +195,6 @@ def torch_pieces(b: int) -> dict[str, tuple]:
       "dense1 forward": (lambda x, k: x @ k.t(), (xd, kd)),
       "dense1 backward (input + kernel)": (dense_bwd, (xd, kd, dyd)),
       "relu + pool1 forward + backward": (relu_pool_fwd_bwd, (pool_in,)),
-      "relu + pool1, tiled (layers.Pool)": (relu_tiled_pool_fwd_bwd, (pool_in,)),
       "adam update (3.27M params)": (lambda: opt.step(), ()),
   }
 
