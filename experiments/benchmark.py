@@ -31,6 +31,8 @@ flags.DEFINE_bool("download", False, "Let TFDS download and prepare a data set (
 flags.DEFINE_bool("list", False, "List experiments and suites, then exit.")
 flags.DEFINE_bool("report_only", False, "Run nothing: write the tables from the finished "
                   "runs in --workdir, naming the unfinished ones in the provenance.")
+flags.DEFINE_list("only", [], "Run only these experiments of the suite (and what they need); "
+                  "table the others' finished runs, as --report_only does.")
 flags.DEFINE_bool("visualize", False, "Also write each trained run's pictures (top patches, "
                   "filters, feature maps) into runs/<exp>/seed_<s>/train/visualize/.")
 
@@ -59,7 +61,7 @@ def main(argv):
   benchmark.run_suite(
       FLAGS.suite, FLAGS.dataset, FLAGS.seeds, workdir,
       data_dir=FLAGS.data_dir, tfds_dir=FLAGS.tfds_dir, download=FLAGS.download,
-      visualize=FLAGS.visualize, report_only=FLAGS.report_only,
+      visualize=FLAGS.visualize, report_only=FLAGS.report_only, only=FLAGS.only,
   )
   print((pathlib.Path(workdir) / "table.md").read_text())
   print(f"Tables, results.jsonl and plots are in {workdir}/")

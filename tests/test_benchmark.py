@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from bench_tiny import SUITE, register
@@ -229,3 +230,44 @@ def test_a_row_meant_for_other_data_sets_is_left_out_of_the_table(tmp_path):
   assert "speedrun" not in {r["experiment"] for r in table["rows"]}
   assert not any(n.startswith("speedrun/") for n in table["provenance"]["not_run"])
   assert any(n.startswith("lenet5/") for n in table["provenance"]["not_run"])  # the rest stay
+
+
+def test_only_runs_the_named_rows_and_what_they_need(first_run, tmp_path):
+  """`only=` runs the named experiments (and the runs they read), tabling the others'
+  finished runs: here nothing is finished but the wanted row's needs."""
+  workdir = tmp_path / "only"
+  with pytest.raises(ConfigError, match="--only names hog_svm, not in suite"):
+    benchmark.run_suite(SUITE, "digits", 1, workdir, only=["hog_svm"])
+  benchmark.run_suite(SUITE, "digits", 1, workdir, only=["tiny_lenet5_frozen"])
+  table = benchmark.load_table(workdir)
+  assert {r["experiment"] for r in table["rows"]} == {"tiny_lenet5", "tiny_lenet5_frozen"}
+  assert sorted(table["provenance"]["not_run"]) == ["hog/seed_0", "random_conv/seed_0", "raw/seed_0"]
+  assert sorted(p.name for p in (workdir / "runs").iterdir()) == ["tiny_lenet5", "tiny_lenet5_frozen"]
+  ours = json.loads((first_run / "runs" / "tiny_lenet5" / "seed_0" / "result.json").read_text())
+  theirs = json.loads((workdir / "runs" / "tiny_lenet5" / "seed_0" / "result.json").read_text())
+  assert theirs["test_accuracy"] == ours["test_accuracy"]  # the same run as in the whole suite
+
+
+def test_a_row_computed_on_another_device_says_so(first_run, tmp_path):
+  """A record carried in from another machine (a GPU-only row in a CPU table) keeps its
+  device: the time cell, the CSV, the plot label and the provenance name it."""
+  import shutil
+
+  workdir = tmp_path / "mixed"
+  shutil.copytree(first_run, workdir)
+  for seed in (0, 1):
+    path = workdir / "runs" / "tiny_lenet5" / f"seed_{seed}" / "result.json"
+    record = json.loads(path.read_text())
+    assert record["device"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+    path.write_text(json.dumps({**record, "device": "1 x NVIDIA H200"}))
+  benchmark.run_suite(SUITE, "digits", 2, workdir, report_only=True)
+  table = benchmark.load_table(workdir)
+  rows = {r["experiment"]: r for r in table["rows"]}
+  assert rows["tiny_lenet5"]["device"] == "1 x NVIDIA H200" and "device" not in rows["raw"]
+  md = (workdir / "table.md").read_text()
+  assert "(1 x NVIDIA H200) |" in md.split("| tiny_lenet5 |")[1].splitlines()[0]
+  assert ("- computed on another device (its time is that device's): tiny_lenet5/seed_0 on "
+          "1 x NVIDIA H200, tiny_lenet5/seed_1 on 1 x NVIDIA H200") in md
+  csv = (workdir / "table.csv").read_text().splitlines()
+  assert csv[0].split(",")[-1] == "device"
+  assert "1 x NVIDIA H200" in next(line for line in csv if line.startswith("tiny_lenet5,"))

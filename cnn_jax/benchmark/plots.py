@@ -27,12 +27,14 @@ def accuracy_vs_time(table: dict[str, Any], path: pathlib.Path) -> None:
   if not rows:
     return
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for row in rows:
+  for row in rows:  # a row computed on another device: open marker, its device named
+    elsewhere = row.get("device")
     ax.errorbar(
         max(row["time_s"], 1e-2), row["test_accuracy_mean"], yerr=row["test_accuracy_std"],
-        fmt="o", color=KIND_COLOURS[row["kind"]], capsize=3,
+        fmt="o", color=KIND_COLOURS[row["kind"]], capsize=3, mfc="none" if elsewhere else None,
     )
-    ax.annotate(row["experiment"], (max(row["time_s"], 1e-2), row["test_accuracy_mean"]),
+    label = row["experiment"] + (f" (on {elsewhere})" if elsewhere else "")
+    ax.annotate(label, (max(row["time_s"], 1e-2), row["test_accuracy_mean"]),
                 textcoords="offset points", xytext=(5, 3), fontsize=8)
   for kind, colour in KIND_COLOURS.items():
     ax.scatter([], [], color=colour, label=kind)

@@ -23,6 +23,7 @@ import copy
 import functools
 import json
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -144,6 +145,7 @@ def run_suite(
     download: bool = False,
     visualize: bool = False,
     report_only: bool = False,
+    only: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Runs (or resumes) a suite and writes results.jsonl, tables and plots. Returns the table.
 
@@ -151,7 +153,9 @@ def run_suite(
   `visualize`: each trained run also gets `cnn_jax.visualize`'s pictures (default
   layer, on the test split) in its `train/visualize/`, written once; the tables
   do not change. `report_only`: run nothing; write the tables from the runs that are
-  finished (with today's config hashes), naming the others in the provenance.
+  finished (with today's config hashes), naming the others in the provenance. `only`:
+  run these experiments (and those they need) and table the others' finished runs, as
+  `report_only` does (e.g. the rows a GPU computes, copied into a CPU workdir after).
   """
   git = git_state()  # the code this invocation runs, before anything else can change it
   info = datasets.get(dataset)
@@ -162,6 +166,17 @@ def run_suite(
                    info.name)
   if num_seeds < 1:
     raise ConfigError(f"--seeds must be at least 1, got {num_seeds}.")
+  names = [e.name for e in experiments]
+  unknown = [n for n in only if n not in names]
+  if unknown:
+    raise ConfigError(
+        f"--only names {', '.join(unknown)}, not in suite {suite_name!r} on {info.name}; "
+        f"its experiments: {', '.join(names)}."
+    )
+  wanted = set(only)
+  for e in reversed(experiments):  # and what they read (a `needs` comes before its reader)
+    if e.name in wanted and e.needs:
+      wanted.add(e.needs)
   seeds = list(range(num_seeds))
 
   @functools.cache
@@ -197,7 +212,7 @@ def run_suite(
       if visualize:
         _visualize(exp, seed, workdir, splits)
       continue
-    if report_only:
+    if report_only or (only and exp.name not in wanted):
       not_run.append(f"{exp.name}/seed_{seed}")
       del hashes[f"{exp.name}/seed_{seed}"]
       continue
@@ -208,8 +223,10 @@ def run_suite(
         "representation": exp.representation, "uses_seed": exp.uses_seed,
         "config_hash": h, "config": json.loads(config.to_json(sort_keys=True)),
         **({"needs_hash": needs_hash} if needs_hash else {}),
-        # The code that computed this record (a later invocation may carry it over).
-        "git_commit": git[0], "git_dirty": git[1], **result,
+        # The code and devices that computed this record (a later invocation may carry it
+        # over, e.g. a GPU-only row into a CPU table: tables name it).
+        "git_commit": git[0], "git_dirty": git[1],
+        "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", **result,
     }
     write_json_atomic(path, record)
     records.append(record)
@@ -224,7 +241,8 @@ def run_suite(
   prov = provenance(seeds, hashes, git)
   if not_run:
     prov["not_run"] = not_run
-    logging.warning("Report only: %d of %d runs are not finished and left out: %s.",
+    logging.warning("%s: %d of %d runs are not finished and left out: %s.",
+                    "Report only" if report_only else "--only " + ",".join(only),
                     len(not_run), len(todo), ", ".join(not_run))
   table = tables.build_table(suite_name, info, experiments, records, prov)
   tables.write_tables(table, workdir)

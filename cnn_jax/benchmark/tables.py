@@ -52,12 +52,34 @@ def build_table(
         "anchor_accuracy": anchor[1] if anchor else None,
         **({"labels": exp.labels, "group": exp.group} if exp.group else {}),
         **_shifted_means(rs),
+        **({"device": other} if (other := _other_device(rs, prov)) else {}),
     })
   return {
       "suite": suite, "dataset": dataset.name, "note": dataset.note, "rows": rows,
       **({"pretraining": pretraining} if pretraining else {}),
-      "provenance": {**prov, "carried_over": carried_over(records, prov)},
+      "provenance": {**prov, "carried_over": carried_over(records, prov),
+                     "other_devices": other_devices(records, prov)},
   }
+
+
+def device_of(prov: dict[str, Any]) -> str:
+  """"N x KIND": the devices a table (or a record) was computed on."""
+  return f"{prov['device_count']} x {prov['device_kind']}"
+
+
+def _other_device(records: list[dict[str, Any]], prov: dict[str, Any]) -> str | None:
+  """The device a row's records were computed on when it is not the table's (records from
+  before devices were recorded count as the table's)."""
+  here = device_of(prov)
+  return ", ".join(sorted({r["device"] for r in records if r.get("device", here) != here})) or None
+
+
+def other_devices(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[str]:
+  """ "experiment/seed_s on DEVICE" for every record computed on another device than the
+  table's (e.g. a GPU-only row carried into a CPU table)."""
+  here = device_of(prov)
+  return [f"{r['experiment']}/seed_{r['seed']} on {r['device']}" for r in records
+          if r.get("device", here) != here]
 
 
 def _pretraining_row(exp: Experiment, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,7 +202,7 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
       "representation": row["representation"],
       "kind": row["kind"],
       "size": f"{row['size']:,} {row['size_unit']}",
-      "time (s)": f"{row['time_s']:.1f}",
+      "time (s)": f"{row['time_s']:.1f}" + (f" ({row['device']})" if row.get("device") else ""),
       "test accuracy": acc,
       "seeds": "1 (seed-independent)" if row["seed_independent"] else str(n),
       "published": (
@@ -225,6 +247,8 @@ def render_markdown(table: dict[str, Any]) -> str:
         if p.get("carried_over") else []),
       *([f"- not run (the table reports the finished runs only): {', '.join(p['not_run'])}"]
         if p.get("not_run") else []),
+      *([("- computed on another device (its time is that device's): "
+          f"{', '.join(p['other_devices'])}")] if p.get("other_devices") else []),
       f"- devices: {p['device_count']} x {p['device_kind']} ({p['platform']})",
       f"- seeds: {', '.join(map(str, p['seeds']))}",
       f"- python {p['python']}; {packages}",
@@ -243,6 +267,8 @@ def render_csv(table: dict[str, Any]) -> str:
       "anchor", "anchor_accuracy",
   ]
   shifts = {f"shift_{p}px_accuracy_mean": p for p in shift_pixels(table)}
+  # "device": only when a row was computed on another device than the table's.
+  fields += ["device"] if any(row.get("device") for row in table["rows"]) else []
   writer = csv.DictWriter(out, fields + list(shifts), lineterminator="\n")
   writer.writeheader()
   for row in table["rows"]:
