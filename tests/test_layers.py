@@ -185,6 +185,9 @@ def test_tiled_max_pool_equals_flax_max_pool_bit_for_bit_with_ties(shape, window
   halves after a ReLU hold many equal maxima (zeros and equal positives) in a window."""
   import flax.linen as nn
 
+  if jax.default_backend() != "cpu":  # elsewhere XLA's tie rule is not promised to be the same
+    pytest.skip("Pool takes the tiled path on the CPU only; benchmarks/pool_speed.py compares "
+                "the two on an accelerator")
   r = np.random.default_rng(sum(shape))
   x = jnp.asarray(np.round(r.standard_normal(shape) * 2) / 2, dtype)
   t = jnp.asarray(r.standard_normal(shape), dtype)
@@ -204,6 +207,8 @@ def test_tiled_max_pool_equals_flax_max_pool_bit_for_bit_with_ties(shape, window
 
 
 def test_pool_module_takes_the_tiled_path_only_where_it_is_the_same_pool(monkeypatch):
+  if jax.default_backend() != "cpu":
+    pytest.skip("Pool takes the tiled path on the CPU only")
   calls = []
   monkeypatch.setattr(layers, "tiled_max_pool", lambda x, w: calls.append(w) or x[:, ::2, ::2])
   x = jnp.zeros((1, 8, 8, 1))

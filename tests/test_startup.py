@@ -115,6 +115,8 @@ def test_a_cached_split_and_a_tensorboard_writer_import_neither_tfds_nor_torch(t
 def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
   """create_train_state compiles its one-off function at a low LLVM optimisation level (4x
   quicker to compile on the CPU); the state must be the one XLA's default level computes."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the one-off compiler level is set on the CPU only (steps.one_off_compiler_options)")
   from cnn_jax.models import model_from_config
   from cnn_jax.train import steps
   from cnn_jax.train.config import load_config
