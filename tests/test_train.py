@@ -181,3 +181,36 @@ def test_corrupt_fashion_mnist_stops_before_the_workdir(tmp_path, monkeypatch):
   with pytest.raises(DataError, match="train-images-idx3-ubyte.gz fails its MD5 check"):
     train_and_evaluate(config, str(workdir))
   assert not workdir.exists()
+
+
+def test_the_loop_lets_at_most_a_few_calls_run_ahead_of_the_device(monkeypatch):
+  """A preemption signal is answered after the calls in flight: the window waits for the
+  oldest call once more than `limit` are dispatched, so a loop that logs once an epoch does
+  not queue the whole epoch before it can checkpoint."""
+  from cnn_jax.train import loop
+
+  waited = []
+  monkeypatch.setattr(loop.jax, "block_until_ready", waited.append)
+  window = loop.InFlight(3)
+  for call in range(6):
+    window.dispatched({"loss": call})
+    assert len(window.calls) == min(call + 1, 3)
+  assert waited == [{"loss": 0}, {"loss": 1}, {"loss": 2}]  # the oldest first, one per call
+  assert loop.MAX_CALLS_IN_FLIGHT >= 2  # an accelerator's queue stays full
+
+
+def test_the_loop_puts_every_call_through_the_window(tmp_path, monkeypatch):
+  from cnn_jax.train import loop
+
+  seen = []
+  original = loop.InFlight.dispatched
+
+  def spy(self, outputs):
+    original(self, outputs)
+    seen.append(len(self.calls))
+
+  monkeypatch.setattr(loop.InFlight, "dispatched", spy)
+  summary = train_and_evaluate(
+      tiny_digits_config(num_epochs=1, log_every_steps=1000, tensorboard=False), str(tmp_path))
+  assert len(seen) == summary["steps"] == 1438 // 64  # one call per step (steps_per_call=1)
+  assert max(seen) == loop.MAX_CALLS_IN_FLIGHT  # the epoch was not queued whole
