@@ -121,13 +121,11 @@ def jax_pieces(b: int) -> dict[str, tuple]:
   def kernel_grad(x, k, dy):
     return jax.vjp(lambda k: conv(x, k), k)[1](dy)[0]
 
-  def relu_pool_fwd_bwd(x):
-    y, vjp = jax.vjp(lambda x: nn.max_pool(nn.relu(x), (2, 2), (2, 2)), x)
-    return vjp(jnp.ones_like(y))[0]
-
-  def relu_tiled_pool_fwd_bwd(x):  # what the project's `Pool('max', 2)` runs
-    y, vjp = jax.vjp(lambda x: tiled_max_pool(nn.relu(x), (2, 2)), x)
-    return vjp(jnp.ones_like(y))[0]
+  def relu_pool_fwd_bwd(pool):
+    def fwd_bwd(x):
+      y, vjp = jax.vjp(lambda x: pool(nn.relu(x), (2, 2)), x)
+      return vjp(jnp.ones_like(y))[0]
+    return fwd_bwd
 
   def dense_bwd(x, k, dy):
     return jax.vjp(lambda x, k: x @ k, x, k)[1](dy)
@@ -153,8 +151,10 @@ def jax_pieces(b: int) -> dict[str, tuple]:
           lambda x, k, dy: jax.vjp(lambda k: im2col_conv(x, k), k)[1](dy)[0], (x2, k2, dy2)),
       "dense1 forward": (jnp.matmul, (xd, kd)),
       "dense1 backward (input + kernel)": (dense_bwd, (xd, kd, dyd)),
-      "relu + pool1 forward + backward": (relu_pool_fwd_bwd, (pool_in,)),
-      "relu + pool1, tiled (layers.Pool)": (relu_tiled_pool_fwd_bwd, (pool_in,)),
+      "relu + pool1 forward + backward": (
+          relu_pool_fwd_bwd(lambda x, w: nn.max_pool(x, w, w)), (pool_in,)),
+      # What the project's `Pool('max', 2)` runs on the CPU.
+      "relu + pool1, tiled (layers.Pool)": (relu_pool_fwd_bwd(tiled_max_pool), (pool_in,)),
       "adam update (3.27M params)": (adam, (params, opt, params)),
   }
 

@@ -131,7 +131,7 @@ def build(w: Workload, num_images: int | None = None) -> Setup:
   model = model_from_config(config)
   steps_per_epoch = n // w.batch
   tx, _ = create_optimizer(config.optimizer, steps_per_epoch, steps_per_epoch)
-  init_key, data_key = jax.random.split(jax.random.key(config.seed))
+  init_key, data_key = steps.root_keys(config.seed)
   state = steps.create_train_state(model, tx, init_key, w.image)
   perm = jax.jit(data_lib.epoch_permutation, static_argnums=2)(data_key, 0, n)
   return Setup(

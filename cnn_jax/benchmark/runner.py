@@ -226,7 +226,7 @@ def run_suite(
         # The code and devices that computed this record (a later invocation may carry it
         # over, e.g. a GPU-only row into a CPU table: tables name it).
         "git_commit": git[0], "git_dirty": git[1],
-        "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}", **result,
+        "device": tables.device_of(jax.device_count(), jax.devices()[0].device_kind), **result,
     }
     write_json_atomic(path, record)
     records.append(record)

@@ -62,24 +62,27 @@ def build_table(
   }
 
 
-def device_of(prov: dict[str, Any]) -> str:
-  """"N x KIND": the devices a table (or a record) was computed on."""
-  return f"{prov['device_count']} x {prov['device_kind']}"
+def device_of(count: int, kind: str) -> str:
+  """"N x KIND": the devices a record (`device`) or a table (provenance) was computed on."""
+  return f"{count} x {kind}"
+
+
+def _elsewhere(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[dict[str, Any]]:
+  """The records computed on other devices than the table's (records from before devices
+  were recorded count as the table's)."""
+  here = device_of(prov["device_count"], prov["device_kind"])
+  return [r for r in records if r.get("device", here) != here]
 
 
 def _other_device(records: list[dict[str, Any]], prov: dict[str, Any]) -> str | None:
-  """The device a row's records were computed on when it is not the table's (records from
-  before devices were recorded count as the table's)."""
-  here = device_of(prov)
-  return ", ".join(sorted({r["device"] for r in records if r.get("device", here) != here})) or None
+  """The device(s) a row's records were computed on when not the table's, else None."""
+  return ", ".join(sorted({r["device"] for r in _elsewhere(records, prov)})) or None
 
 
 def other_devices(records: list[dict[str, Any]], prov: dict[str, Any]) -> list[str]:
   """ "experiment/seed_s on DEVICE" for every record computed on another device than the
   table's (e.g. a GPU-only row carried into a CPU table)."""
-  here = device_of(prov)
-  return [f"{r['experiment']}/seed_{r['seed']} on {r['device']}" for r in records
-          if r.get("device", here) != here]
+  return [f"{r['experiment']}/seed_{r['seed']} on {r['device']}" for r in _elsewhere(records, prov)]
 
 
 def _pretraining_row(exp: Experiment, records: list[dict[str, Any]]) -> dict[str, Any]:
