@@ -291,3 +291,36 @@ def test_same_seed_same_parameters_different_seed_different(tmp_path):
   c = np.asarray(final_state(tmp_path / "c")["params"]["c1"]["conv"]["kernel"])
   assert not np.array_equal(a, c)
   assert (tmp_path / "a" / "metrics.jsonl").read_bytes() != (tmp_path / "c" / "metrics.jsonl").read_bytes()
+
+
+LAZY_ORBAX = """
+import sys
+import jax, jax.numpy as jnp, optax
+from cnn_jax.run import Run
+from cnn_jax.train.checkpoint import Checkpointer
+from cnn_jax.train.steps import TrainState
+
+run = Run(sys.argv[1])
+ckpt = Checkpointer(run, every_steps=5, keep=3)
+assert "orbax.checkpoint" not in sys.modules, "a new run started orbax before its first save"
+assert ckpt.restore_latest(None) is None and ckpt.steps() == []
+ckpt.wait()
+state = TrainState.create(apply_fn=None, params={"w": jnp.arange(3.0)}, tx=optax.sgd(0.1),
+                          batch_stats={}, dropout_key=jax.random.key(0)).replace(step=5)
+ckpt.save(state, {"step": 5})
+ckpt.close()
+assert "orbax.checkpoint" in sys.modules
+again = Checkpointer(Run(sys.argv[1]), every_steps=5, keep=3)  # folder not empty: starts orbax
+print(again.steps(), again.restore_latest(state)[1])
+"""
+
+
+def test_a_new_run_loads_orbax_at_its_first_save_and_a_resume_finds_it(tmp_path):
+  # Orbax's imports are start-up time (issue 17, item 4): a run with nothing to resume
+  # starts without them, and what its first save writes is found by the next start.
+  proc = subprocess.run(
+      [sys.executable, "-c", LAZY_ORBAX, str(tmp_path / "work")], cwd=REPO, text=True,
+      capture_output=True, check=False, env=dict(os.environ, PYTHONPATH=str(REPO)),
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().splitlines()[-1] == "[5] {'step': 5}"

@@ -29,7 +29,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 from cnn_jax.errors import ConfigError
@@ -129,7 +128,18 @@ class Checkpointer:
     self.every_steps = every_steps
     # Saves a killed run left unfinished; the manager deletes them as it starts.
     self.unfinished = self._unfinished_saves()
-    self._manager = run.checkpoint_manager(keep=keep, create=True)
+    self._run, self._keep, self._started = run, keep, None
+    # Orbax (about 0.15 s of imports) is loaded when there is something to restore or clean
+    # up, else at the first save: a new run reaches its first step without it.
+    if self.directory.is_dir() and any(self.directory.iterdir()):
+      self._manager  # noqa: B018 - starts the manager now (it cleans up unfinished saves)
+
+  @property
+  def _manager(self):
+    """Orbax's manager, started on first use."""
+    if self._started is None:
+      self._started = self._run.checkpoint_manager(keep=self._keep, create=True)
+    return self._started
 
   def _unfinished_saves(self) -> list[int]:
     if not self.directory.is_dir():
@@ -142,9 +152,11 @@ class Checkpointer:
 
   def steps(self) -> list[int]:
     """The steps of the checkpoints saved so far, oldest first."""
-    return sorted(self._manager.all_steps())
+    return sorted(self._manager.all_steps()) if self._started is not None else []
 
   def save(self, state: TrainState, meta: dict[str, Any]) -> None:
+    import orbax.checkpoint as ocp
+
     step = int(state.step)
     if step in self._manager.all_steps():
       return
@@ -157,17 +169,23 @@ class Checkpointer:
     )
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    if self._started is not None:
+      self._started.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    if self._started is not None:
+      self._started.wait_until_finished()
+      self._started.close()
 
   def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
     """Restores the newest readable checkpoint, or returns None when there is none.
 
     Raises ConfigError when a checkpoint's arrays do not fit the config's model.
     """
+    if self._started is None:  # the folder was empty or missing when the run started
+      return None
+    import orbax.checkpoint as ocp
+
     # The model's arrays decide whether a checkpoint fits; the optimiser state follows them.
     model_arrays = lambda tree: {"params": tree["params"], "batch_stats": tree["batch_stats"]}  # noqa: E731
     expected = _shapes(model_arrays(state_to_tree(template)))
