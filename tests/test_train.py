@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import functools
 
@@ -95,6 +96,30 @@ def test_workdir_of_another_config_is_refused_untouched(tmp_path):
   # The check comes before data and model are built: a bad data set name is not reached.
   with pytest.raises(ConfigError, match=r"different config \(data.name: 'digits' -> 'nope'\)"):
     train_and_evaluate(tiny_digits_config(num_epochs=1, **{"data.name": "nope"}), str(tmp_path))
+
+
+def test_a_resumed_run_may_change_how_often_it_saves_and_ends_bit_identical(tmp_path):
+  whole = train_and_evaluate(tiny_digits_config(num_epochs=1), str(tmp_path / "whole"))
+  cut = tmp_path / "cut"
+  train_and_evaluate(
+      tiny_digits_config(num_epochs=1, checkpoint_every_steps=5, keep_checkpoints=100), str(cut)
+  )
+  # As a kill after step 10 leaves it: the saves up to step 10, no summary.
+  for p in (cut / "checkpoints").iterdir():
+    if int(p.name) > 10:
+      shutil.rmtree(p)
+  (cut / "summary.json").unlink()
+  resumed = train_and_evaluate(
+      tiny_digits_config(num_epochs=1, checkpoint_every_steps=7, keep_checkpoints=2), str(cut)
+  )
+  assert sorted(int(p.name) for p in (cut / "checkpoints").iterdir()) == [21, 22]
+  assert resumed["resumed_from_step"] == 10
+  for key in ("steps", "test_accuracy", "test_loss"):
+    assert resumed[key] == whole[key], key
+  a, b = Run(tmp_path / "whole").restore_variables(), Run(cut).restore_variables()
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+  assert json.loads((cut / "config.json").read_text())["checkpoint_every_steps"] == 7
 
 
 def test_a_run_from_before_a_new_config_field_resumes_if_it_holds_its_default(tmp_path):

@@ -188,6 +188,10 @@ PLACEMENT_FIELDS = (
 )
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)
+# Fields that say how often a run saves and how many saves it keeps: a resumed run may
+# change them (e.g. a long run started with a save at the end only, made safe to interrupt).
+# The loop's calls end at saves, and any call length gives the same bits (steps_per_call).
+SAVING_FIELDS = ("checkpoint_every_steps", "keep_checkpoints")
 
 
 def evaluate(state, eval_fn, images: jax.Array, labels: jax.Array, n: int, batch_size: int):
@@ -318,7 +322,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
   run.check_config(
-      config, defaults=default_train_config(), ignore=PLACEMENT_FIELDS + REPORTING_FIELDS
+      config, defaults=default_train_config(),
+      ignore=PLACEMENT_FIELDS + REPORTING_FIELDS + SAVING_FIELDS,
   )
   s = setup(config)
   if jax.process_index() == 0:
