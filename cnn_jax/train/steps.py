@@ -28,8 +28,9 @@ class TrainState(train_state.TrainState):
 # permutation) take milliseconds to run, but XLA:CPU's default LLVM optimisation (level 3)
 # spends seconds compiling them: the random initialisers were 4.6 s of a 5.9 s cold start
 # for the 2-conv CNN under load. Level 1 compiles them about 4x faster and gives the same
-# bits (floating-point semantics do not depend on the level; tests/test_startup.py checks
-# the initial state of the models the tables train).
+# bits for them (tests/test_startup.py checks the initial state of the models the tables
+# train). Not for every train step: with BatchNorm, levels 1 and 2 change the step's bits
+# (benchmarks/results/compile_level_cpu.txt), so the steps keep XLA's default level.
 ONE_OFF_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
