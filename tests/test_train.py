@@ -149,10 +149,11 @@ def test_googlenet_auxiliary_losses_are_weighted_and_train_the_heads():
 
   with_aux, m = step(0.3)
   main_only, m0 = step(0.0)
-  # The expected terms, from the same forward pass (same dropout key) outside the step.
-  logits, upd = model.apply(
-      {"params": state.params, "batch_stats": state.batch_stats}, preprocess(images), train=True,
-      mutable=["batch_stats", "intermediates"],
+  # The expected terms, from the same forward pass (same dropout key) outside the step
+  # (jitted: eagerly, each of GoogLeNet's operations would be a compilation of its own).
+  logits, upd = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats", "intermediates"]))(
+      {"params": state.params, "batch_stats": state.batch_stats}, preprocess(images),
       rngs={"dropout": jax.random.fold_in(state.dropout_key, state.step)})
   aux = [upd["intermediates"][k][0] for k in ("aux1_logits", "aux2_logits")]
   ce = lambda z: float(steps.cross_entropy_loss(z, labels))  # noqa: E731
