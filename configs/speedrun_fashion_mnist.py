@@ -27,7 +27,9 @@ Measured on the 2-core CPU while other jobs held it (load average 10-14; float32
 steps 1-13 (with compilation) 11 img/s, train loss 1.91 / accuracy 0.40; steps 14-26
 33 img/s, 0.78 / 0.75; steps 27-39 24 img/s, 0.60 / 0.79 (stopped there: a full epoch
 needed about 30 min on the shared machine; no test accuracy measured on the CPU).
-GPU (H100/H200, 3 seeds, bfloat16): pending.
+GPU (one H200, 3 seeds, bfloat16): mean test accuracy 0.9432, 13.0 s from command to
+summary with a warm compilation cache, 26.6 s with an empty one
+(benchmarks/results/speedrun_fashion_mnist_gpu/).
 """
 
 from configs import default
