@@ -132,14 +132,15 @@ class Checkpointer:
     # Orbax (about 0.15 s of imports) is loaded when there is something to restore or clean
     # up, else at the first save: a new run reaches its first step without it.
     if self.directory.is_dir() and any(self.directory.iterdir()):
-      self._manager  # noqa: B018 - starts the manager now (it cleans up unfinished saves)
+      self._start()  # now: the manager cleans up unfinished saves as it starts
 
-  @property
-  def _manager(self):
+  def _start(self):
     """Orbax's manager, started on first use."""
     if self._started is None:
       self._started = self._run.checkpoint_manager(keep=self._keep, create=True)
     return self._started
+
+  _manager = property(_start)
 
   def _unfinished_saves(self) -> list[int]:
     if not self.directory.is_dir():
