@@ -58,13 +58,12 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
   s = loop.setup(config)
   images, labels = jax.device_put(s.train.images), jax.device_put(s.train.labels)
   perm = jax.jit(data_lib.epoch_permutation, static_argnums=2)(s.data_key, 0, len(s.train))
-  index = lambda i: np.int32(i % s.steps_per_epoch)  # noqa: E731
   copy = lambda: jax.tree.map(lambda x: x.copy(), s.state)  # noqa: E731 - steps donate it
   compiled, compile_s, bits = {}, {level: [] for level in levels}, {}
   for _ in range(compiles):  # the first compilation in a process also warms XLA up
     for level in levels:
       jax.clear_caches()  # else the second compilation of a program is a lookup
-      lowered = s.parallel.train_step.lower(s.state, images, labels, perm, index(0))
+      lowered = s.parallel.train_step.lower(s.state, images, labels, perm)
       start = time.perf_counter()
       compiled[level] = lowered.compile(compiler_options=options(level))
       compile_s[level].append(time.perf_counter() - start)
@@ -72,12 +71,12 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
   for level in levels:
     state, metrics = copy(), []
     for i in range(3):
-      state, m = compiled[level](state, images, labels, perm, index(i))
+      state, m = compiled[level](state, images, labels, perm)
       metrics.append(m)
     bits[level] = digest((state, metrics))
   states = {level: copy() for level in levels}
   for level in levels:  # warm-up
-    states[level], _ = compiled[level](states[level], images, labels, perm, index(0))
+    states[level], _ = compiled[level](states[level], images, labels, perm)
   times = {level: [] for level in levels}
   for r in range(repeats):
     for level in levels:
@@ -85,7 +84,7 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
       jax.block_until_ready(state)
       start = time.perf_counter()
       for i in range(steps):
-        state, _ = compiled[level](state, images, labels, perm, index(r * steps + i))
+        state, _ = compiled[level](state, images, labels, perm)
       jax.block_until_ready(state)
       times[level].append((time.perf_counter() - start) / steps)
       states[level] = state

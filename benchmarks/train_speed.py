@@ -155,7 +155,8 @@ def first_batch(s: Setup) -> tuple[jax.Array, jax.Array]:
 
 
 def project_step(s: Setup, *, grad_norm: bool | None = None, shardings: bool = True):
-  """The loop's compiled step (`make_parallel`), gathering batch `i % steps_per_epoch`."""
+  """The loop's compiled step (`make_parallel`), called as the loop calls it: the batch is
+  `state.step % steps_per_epoch` of the permutation, so no argument comes from the host."""
   grad_norm = bool(s.config.tensorboard) if grad_norm is None else grad_norm
   b = s.workload.batch
   if shardings:
@@ -170,10 +171,10 @@ def project_step(s: Setup, *, grad_norm: bool | None = None, shardings: bool = T
         ),
         donate_argnums=(0,),
     )
-  indices = [jnp.int32(i) for i in range(min(s.steps_per_epoch, 64))]
 
   def step(state, i):
-    return fn(state, s.images, s.labels, s.perm, indices[i % len(indices)])[0]
+    del i
+    return fn(state, s.images, s.labels, s.perm)[0]
 
   return step, _copy(s.state), b
 
@@ -185,10 +186,10 @@ def project_steps_per_call(s: Setup, k: int):
       "jit", batch_size=b, eval_batch_size=b, num_eval_examples=b, preprocess=s.preprocess,
       grad_norm=bool(s.config.tensorboard),
   ).train_steps
-  starts = [jnp.int32(i) for i in range(0, s.steps_per_epoch - k + 1, k)][:16]
 
-  def step(state, i):
-    return fn(state, s.images, s.labels, s.perm, starts[i % len(starts)], k)[0]
+  def step(state, i):  # batches from state.step, as the loop calls it
+    del i
+    return fn(state, s.images, s.labels, s.perm, None, k)[0]
 
   return step, _copy(s.state), b * k
 

@@ -38,3 +38,39 @@ def test_calls_end_where_the_loop_logs_evaluates_and_checkpoints():
   for boundary in (7, 10, 14, 20, 21, 22, 28, 30, 35, 40, 42, 44):
     assert boundary in ends
   assert max(calls) <= 16 and sum(calls) == total
+
+
+def test_without_an_index_the_step_takes_its_batch_from_the_step_counter():
+  """The loop passes no index (nothing from the host): batch `state.step % steps_per_epoch`."""
+  import functools
+
+  import jax.numpy as jnp
+
+  from cnn_jax.models import model_from_config
+  from cnn_jax.train import steps
+  from cnn_jax.train.optim import create_optimizer
+
+  config = load_config("configs/simple_cnn_digits.py", {
+      "model.conv_features": (4,), "model.dense_features": (8,)})
+  rng = np.random.default_rng(0)
+  n, b = 40, 8  # 5 steps per epoch
+  images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
+  perm = jnp.asarray(rng.permutation(n).astype(np.int32))
+  tx, _ = create_optimizer(config.optimizer, 5, 5)
+  state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
+  state = state.replace(step=jnp.int32(13))  # epoch 2, batch 3
+  kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
+  one = jax.jit(functools.partial(steps.train_step, **kwargs))
+  many = jax.jit(functools.partial(steps.train_steps, **kwargs), static_argnums=(5,))
+
+  def same(a, b):  # parameters, optimiser state and metrics, bit for bit
+    (state_a, metrics_a), (state_b, metrics_b) = a, b
+    jax.tree.map(np.testing.assert_array_equal, (state_a.params, state_a.opt_state, metrics_a),
+                 (state_b.params, state_b.opt_state, metrics_b))
+
+  implicit = one(state, images, labels, perm)
+  same(implicit, one(state, images, labels, perm, jnp.int32(3)))
+  with np.testing.assert_raises(AssertionError):  # another batch gives another step
+    same(implicit, one(state, images, labels, perm, jnp.int32(0)))
+  same(many(state, images, labels, perm, None, 2), many(state, images, labels, perm, jnp.int32(3), 2))

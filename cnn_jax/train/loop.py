@@ -252,11 +252,11 @@ class InFlight:
 def per_step(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Metrics of single steps and of multi-step calls (stacked `[k]`) as one dict per step.
 
-  Reads the device values (one transfer per call), so the loop does it only when it logs
-  or checkpoints.
+  Reads the device values, so the loop does it only when it logs or checkpoints: one
+  `jax.device_get` of them all, which starts every copy before it waits for any.
   """
   out = []
-  for m in pending:
+  for m in jax.device_get(pending):  # device arrays, or floats restored from a checkpoint
     values = {key: np.asarray(v) for key, v in m.items()}
     if next(iter(values.values())).ndim == 0:
       out.append(values)
@@ -267,7 +267,7 @@ def per_step(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _mean_of_calls(values: list[jax.Array]) -> float:
   """The mean over steps of per-call values (scalars, or `[k]` from multi-step calls)."""
-  return float(np.mean(np.concatenate([np.ravel(np.asarray(v)) for v in values])))
+  return float(np.mean(np.concatenate([np.ravel(v) for v in jax.device_get(values)])))
 
 
 class Diverged(UserError, FloatingPointError):
@@ -434,10 +434,10 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       k = steps_this_call(step, s.total_steps, s.steps_per_epoch, config, ckpt.every_steps)
       if streaming:
         state, m = par.train_batch(state, *next(batches))
-      elif k == 1:
-        state, m = par.train_step(state, train_images, train_labels, perm, np.int32(index))
+      elif k == 1:  # batch `index` of the epoch, from state.step: nothing sent from the host
+        state, m = par.train_step(state, train_images, train_labels, perm)
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
-        state, m = par.train_steps(state, train_images, train_labels, perm, np.int32(index), k)
+        state, m = par.train_steps(state, train_images, train_labels, perm, None, k)
       if step == start_step:
         startup.first_step_done(state)
       m = par.metrics(m)

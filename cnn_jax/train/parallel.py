@@ -94,9 +94,10 @@ class Parallel:
 
   mode: str
   mesh: Mesh
+  # `(state, images, labels, perm)`: one step on batch `state.step % steps_per_epoch`.
   train_step: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]]
   eval_step: Callable[..., dict[str, jax.Array]]
-  # `(state, images, labels, perm, first_index, num_steps)`: several steps per dispatch.
+  # `(state, images, labels, perm, None, num_steps)`: several steps per dispatch.
   train_steps: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
   # `(state, x, y)`: one step on a global batch sharded along `data` (streaming; jit only).
   train_batch: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
@@ -215,7 +216,7 @@ def make_parallel(
     common["axis_name"] = DATA_AXIS
     train_fn = jax.pmap(
         functools.partial(steps.train_step, **common),
-        axis_name=DATA_AXIS, in_axes=(0, 0, 0, None, None), donate_argnums=(0,),
+        axis_name=DATA_AXIS, in_axes=(0, 0, 0, None), donate_argnums=(0,),
     )
     train_many = jax.pmap(
         functools.partial(steps.train_steps, **common),
@@ -226,7 +227,7 @@ def make_parallel(
     common["batch_sharding"] = batch
     train_fn = jax.jit(
         functools.partial(steps.train_step, **common),
-        in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
+        in_shardings=(replicated,) * 4, out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
     train_many = jax.jit(

@@ -127,7 +127,7 @@ def train_step(
     images: jax.Array,
     labels: jax.Array,
     perm: jax.Array,
-    index: jax.Array,
+    index: jax.Array | None = None,
     *,
     batch_size: int,
     preprocess: Preprocess,
@@ -140,6 +140,10 @@ def train_step(
     label_smoothing: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on batch `index` of the epoch ordered by `perm` (all on device).
+
+  `index=None` (what the loop passes) takes the batch from the step counter,
+  `state.step % (len(perm) // batch_size)`: the loop's calls then carry no scalar from the
+  host, only arrays already on the device.
 
   `batch_size` is the global batch. Data parallelism comes in one of two forms,
   with the model, loss and optimiser unchanged:
@@ -171,6 +175,8 @@ def train_step(
   `keep_frozen_stats(old, new)` returns the BatchNorm statistics to keep: the old ones of
   frozen modules (`cnn_jax.train.optim.keep_frozen_stats`), which train no parameter.
   """
+  if index is None:
+    index = state.step % (perm.shape[0] // batch_size)
   if axis_name is None:
     x, y = batch_from_permutation(images, labels, perm, index, batch_size)
   else:
@@ -259,12 +265,13 @@ def train_steps(
     images: jax.Array,
     labels: jax.Array,
     perm: jax.Array,
-    first_index: jax.Array,
+    first_index: jax.Array | None,
     num_steps: int,
     **step_kwargs: Any,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """`num_steps` consecutive `train_step`s (batches `first_index`, `first_index + 1`, ...
   of one epoch) in one compiled `lax.scan`: one dispatch instead of `num_steps`.
+  `first_index=None`: each step's batch from its step counter, as `train_step` does.
 
   Returns the final state and each step's metrics stacked along a leading axis.
   Every step is exactly `train_step` (same keys: they derive from `state.step`). The
@@ -273,7 +280,8 @@ def train_steps(
   is compile time growing with `num_steps`.
   """
   def body(state, i):
-    return train_step(state, images, labels, perm, first_index + i, **step_kwargs)
+    index = None if first_index is None else first_index + i
+    return train_step(state, images, labels, perm, index, **step_kwargs)
 
   return jax.lax.scan(body, state, jnp.arange(num_steps, dtype=jnp.int32), unroll=True)
 
