@@ -16,6 +16,11 @@ counts), with the persistent compilation cache off. Then:
 
 Level 3 is XLA's default. A cold start compiles the train step once, so a level that
 compiles faster and runs as fast and gives the same bits shortens every first run.
+
+Beside them, at the default level: a plain Flax step of the same model and optimiser
+(`train_speed.plain_flax_update`: `value_and_grad` of `model.apply`, `tx.update`, on a
+ready float batch), compiled in the same rounds, so the compile time the project's step
+adds to the model's own (gather, preprocessing, metrics, shardings) is printed too.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cnn_jax import data as data_lib  # noqa: E402
 from cnn_jax.train import loop  # noqa: E402
+from train_speed import plain_flax_update  # noqa: E402  (benchmarks/, beside this file)
 
 
 def digest(tree) -> str:
@@ -59,7 +65,14 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
   images, labels = jax.device_put(s.train.images), jax.device_put(s.train.labels)
   perm = jax.jit(data_lib.epoch_permutation, static_argnums=2)(s.data_key, 0, len(s.train))
   copy = lambda: jax.tree.map(lambda x: x.copy(), s.state)  # noqa: E731 - steps donate it
+  x, y = data_lib.batch_from_permutation(images, labels, perm, 0, config.batch_size)
+  x = s.normalize(x, dtype=jax.numpy.dtype(config.dtype))
+  variables = {"params": s.state.params}
+  if s.state.batch_stats:
+    variables["batch_stats"] = s.state.batch_stats
+  plain = jax.jit(plain_flax_update(s.model, s.state.tx))
   compiled, compile_s, bits = {}, {level: [] for level in levels}, {}
+  plain_s = []
   for _ in range(compiles):  # the first compilation in a process also warms XLA up
     for level in levels:
       jax.clear_caches()  # else the second compilation of a program is a lookup
@@ -67,6 +80,11 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
       start = time.perf_counter()
       compiled[level] = lowered.compile(compiler_options=options(level))
       compile_s[level].append(time.perf_counter() - start)
+    jax.clear_caches()
+    lowered = plain.lower(variables, s.state.opt_state, x, y)
+    start = time.perf_counter()
+    lowered.compile()
+    plain_s.append(time.perf_counter() - start)
   compile_s = {level: min(t) for level, t in compile_s.items()}
   for level in levels:
     state, metrics = copy(), []
@@ -98,6 +116,8 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
     same = "same" if bits[level] == bits[base] else f"DIFFERENT ({bits[level]})"
     label = "default (3)" if level is None else str(level)
     print(f"  {label:<12}{compile_s[level]:>10.2f}{med * 1e3:>10.1f}{ratio:>10.3f}  {same}")
+  print(f"  {'plain Flax':<12}{min(plain_s):>10.2f}  (its step at the default level: the model "
+        "and optimiser alone)")
   sys.stdout.flush()
 
 
