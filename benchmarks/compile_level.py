@@ -90,7 +90,7 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
   compile_s = {level: min(t) for level, t in compile_s.items()}
   for level in levels:
     state, metrics = copy(), []
-    for i in range(3):
+    for _ in range(3):
       state, m = compiled[level](state, images, labels, perm)
       metrics.append(m)
     bits[level] = digest((state, metrics))
@@ -98,12 +98,12 @@ def measure(name: str, levels: list[int | None], *, repeats: int, steps: int, co
   for level in levels:  # warm-up
     states[level], _ = compiled[level](states[level], images, labels, perm)
   times = {level: [] for level in levels}
-  for r in range(repeats):
+  for _ in range(repeats):
     for level in levels:
       state = states[level]
       jax.block_until_ready(state)
       start = time.perf_counter()
-      for i in range(steps):
+      for _ in range(steps):
         state, _ = compiled[level](state, images, labels, perm)
       jax.block_until_ready(state)
       times[level].append((time.perf_counter() - start) / steps)

@@ -1,11 +1,16 @@
 """Several training steps per dispatch give exactly the step-by-step run (CPU)."""
 
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.models import model_from_config
 from cnn_jax.run import Run
-from cnn_jax.train import loop, train_and_evaluate
+from cnn_jax.train import loop, steps, train_and_evaluate
 from cnn_jax.train.config import load_config
+from cnn_jax.train.optim import create_optimizer
 
 
 def _run(tmp_path, name, **overrides):
@@ -42,14 +47,6 @@ def test_calls_end_where_the_loop_logs_evaluates_and_checkpoints():
 
 def test_without_an_index_the_step_takes_its_batch_from_the_step_counter():
   """The loop passes no index (nothing from the host): batch `state.step % steps_per_epoch`."""
-  import functools
-
-  import jax.numpy as jnp
-
-  from cnn_jax.models import model_from_config
-  from cnn_jax.train import steps
-  from cnn_jax.train.optim import create_optimizer
-
   config = load_config("configs/simple_cnn_digits.py", {
       "model.conv_features": (4,), "model.dense_features": (8,)})
   rng = np.random.default_rng(0)
@@ -73,4 +70,5 @@ def test_without_an_index_the_step_takes_its_batch_from_the_step_counter():
   same(implicit, one(state, images, labels, perm, jnp.int32(3)))
   with np.testing.assert_raises(AssertionError):  # another batch gives another step
     same(implicit, one(state, images, labels, perm, jnp.int32(0)))
-  same(many(state, images, labels, perm, None, 2), many(state, images, labels, perm, jnp.int32(3), 2))
+  same(many(state, images, labels, perm, None, 2),
+       many(state, images, labels, perm, jnp.int32(3), 2))
