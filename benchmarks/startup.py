@@ -49,12 +49,17 @@ PHASES = (
 )
 
 
+def _pythonpath() -> str:
+  """The repo first, then the caller's PYTHONPATH (packages installed in a folder)."""
+  return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def run_once(config: str, cache: str | None, extra: list[str]) -> dict[str, float]:
   """One start-up: seconds per phase, plus compile totals (`compile:*`) and cache counts."""
   with tempfile.TemporaryDirectory() as tmp:
     trace = pathlib.Path(tmp) / "trace.txt"
     env = dict(os.environ, CNN_JAX_STARTUP_TRACE=str(trace), CNN_JAX_STARTUP_EXIT="1",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=_pythonpath())
     cmd = [sys.executable, "-m", "experiments.main", f"--config={config}",
            f"--workdir={tmp}/work", *extra]
     if cache is not None:
@@ -88,7 +93,7 @@ def import_breakdown() -> list[tuple[str, float]]:
   """Self import time (s) per top-level package of `import experiments.main`, largest first."""
   proc = subprocess.run(
       [sys.executable, "-X", "importtime", "-c", "import experiments.main"],
-      cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+      cwd=REPO, env=dict(os.environ, PYTHONPATH=_pythonpath()), capture_output=True, text=True,
       check=True,
   )
   per_package = collections.defaultdict(float)

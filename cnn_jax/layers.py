@@ -408,7 +408,9 @@ class AdaptiveAvgPool(nn.Module):
       return nn.avg_pool(x, window, window)
     ph = adaptive_pool_matrix(h, oh).astype(x.dtype)
     pw = adaptive_pool_matrix(w, ow).astype(x.dtype)
-    return jnp.einsum("bhwc,ph,qw->bpqc", x, ph, pw)
+    # An average, not a learned product: full precision, or a GPU's default TF32 dot
+    # rounds it to about 1e-3 (the same bits on a CPU either way).
+    return jnp.einsum("bhwc,ph,qw->bpqc", x, ph, pw, precision=lax.Precision.HIGHEST)
 
 
 class GlobalAvgPool(nn.Module):

@@ -14,8 +14,25 @@ import pytest
 
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tests' processes start JAX as a run with the default `config.deterministic=True`
+# would: many tests train in-process after the backend started, where the config can no
+# longer set the flag, and compare bits (on a GPU they differ without it; on the CPU XLA
+# ignores it). A flag the caller set either way is kept.
+if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = " ".join(
+      [os.environ.get("XLA_FLAGS", ""), "--xla_gpu_deterministic_ops=true"]).strip()
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(*paths: pathlib.Path, **overrides: str) -> dict[str, str]:
+  """This process's environment for a child Python that imports from `paths` (default:
+  the repo) first, then from the caller's own PYTHONPATH (packages installed there, as on
+  a machine that carries its wheels in a folder), with `overrides`."""
+  path = [str(p) for p in paths or (REPO,)]
+  if os.environ.get("PYTHONPATH"):
+    path.append(os.environ["PYTHONPATH"])
+  return {**os.environ, "PYTHONPATH": os.pathsep.join(path), **overrides}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,11 +47,14 @@ def tfds_dir(tmp_path_factory) -> pathlib.Path:
   return shared
 
 
-FASHION_MNIST_PRESENT = all(
-    (pathlib.Path("/usr/share/datasets/fashion-mnist") / n).is_file()
-    for n in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-) or bool(os.environ.get("CNN_JAX_DATA"))
+# The real Fashion-MNIST files, where the project looks for them: $CNN_JAX_DATA, then
+# Debian's dataset-fashion-mnist (None without them).
+FASHION_MNIST_DIR = next((
+    pathlib.Path(d) for d in (os.environ.get("CNN_JAX_DATA"), "/usr/share/datasets/fashion-mnist")
+    if d and all((pathlib.Path(d) / n).is_file() for n in (
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))), None)
+FASHION_MNIST_PRESENT = FASHION_MNIST_DIR is not None
 
 needs_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST_PRESENT,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from configs import lenet5_digits, simple_cnn_fashion_mnist
 
 from cnn_jax.errors import ConfigError
@@ -320,7 +320,7 @@ def test_a_new_run_loads_orbax_at_its_first_save_and_a_resume_finds_it(tmp_path)
   # starts without them, and what its first save writes is found by the next start.
   proc = subprocess.run(
       [sys.executable, "-c", LAZY_ORBAX, str(tmp_path / "work")], cwd=REPO, text=True,
-      capture_output=True, check=False, env=dict(os.environ, PYTHONPATH=str(REPO)),
+      capture_output=True, check=False, env=subprocess_env(),
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.strip().splitlines()[-1] == "[5] {'step': 5}"

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import needs_fashion_mnist
+from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
 
 from cnn_jax import data
 from cnn_jax.data import datasets, idx
@@ -86,7 +86,7 @@ def test_corrupt_fashion_mnist_file_is_named(only_dir, tmp_path, damage):
 
 @needs_fashion_mnist
 def test_real_file_passes_and_single_byte_change_fails(only_dir):
-  src = pathlib.Path("/usr/share/datasets/fashion-mnist")
+  src = FASHION_MNIST_DIR  # $CNN_JAX_DATA or Debian's package (only_dir hides both)
   labels = gzip.decompress((src / "t10k-labels-idx1-ubyte.gz").read_bytes())
   _tiny_idx(only_dir / "t10k-labels-idx1-ubyte.gz", labels)  # re-gzipped: other bytes, same payload
   assert idx.read_idx(only_dir / "t10k-labels-idx1-ubyte.gz").shape == (10000,)

@@ -1,11 +1,10 @@
 """Data set descriptions: one registry entry is all a new data set needs."""
 
 import json
-import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 from cnn_jax import anchors, data
 from cnn_jax.data import datasets
@@ -19,7 +18,7 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
       f"sys.argv = [{module!r}, *{list(args)!r}]; "
       f"runpy.run_module({module!r}, run_name='__main__')"
   )
-  env = dict(os.environ, PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
+  env = subprocess_env(REPO, REPO / "tests")
   return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=600)
 

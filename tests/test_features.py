@@ -14,7 +14,7 @@ from cnn_jax import features
 from cnn_jax.data import load_split
 from cnn_jax.errors import ConfigError
 from cnn_jax.registry import UnknownNameError
-from conftest import REPO, needs_fashion_mnist
+from conftest import REPO, needs_fashion_mnist, subprocess_env
 
 import skimage.feature as skimage_feature  # noqa: E402  (the oracle; a test dependency)
 import skimage.filters as skimage_filters  # noqa: E402
@@ -335,8 +335,9 @@ _MULTI_DEVICE = textwrap.dedent("""
 
 def test_batches_spread_over_devices_give_identical_features(tfds_dir):
   # Its own process: the CPU device count is fixed when JAX starts.
+  # CPU devices by nature: on a GPU machine too (JAX_PLATFORMS=cuda there), 3 CPU devices.
   r = subprocess.run([sys.executable, "-c", _MULTI_DEVICE], cwd=REPO, capture_output=True,
-                     text=True, timeout=300)
+                     text=True, timeout=300, env=subprocess_env(JAX_PLATFORMS="cpu"))
   assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 

@@ -1,7 +1,6 @@
 """Greedy layer-wise pre-training, fine-tuning from it, and the layerwise_pretraining suite."""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from pretrain_tiny import KILL_SUITE, SUITE, register
 
 from cnn_jax import benchmark, data
@@ -136,7 +135,7 @@ def _content(table: dict) -> dict:
 def test_killed_suite_resumes_mid_layer_and_gives_the_same_table(suite_run, tmp_path):
   workdir = tmp_path / "killed"
   script = [sys.executable, str(REPO / "tests" / "pretrain_tiny.py"), str(workdir), KILL_SUITE]
-  env = dict(os.environ, PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
+  env = subprocess_env(REPO, REPO / "tests")
   log = tmp_path / "first.log"
   with log.open("w") as err:
     proc = subprocess.Popen(script, cwd=REPO, env=env, stderr=err)

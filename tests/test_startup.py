@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from cnn_jax import data
 from cnn_jax.data import loader
@@ -105,7 +106,7 @@ def test_a_cached_split_and_a_tensorboard_writer_import_neither_tfds_nor_torch(t
       "print(len(s), sorted(m for m in ('tensorflow_datasets', 'torch') if m in sys.modules))\n"
   )
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+                       env=subprocess_env(), check=True)
   assert out.stdout.split("\n")[0] == "359 []", out.stderr
 
 

@@ -2,7 +2,6 @@
 read from array_record files per host, resumable bit for bit."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 import tiny_dataset
-from conftest import REPO, needs_fashion_mnist
+from conftest import REPO, needs_fashion_mnist, subprocess_env
 from test_checkpoint import assert_trees_identical, cli_args, final_state, wait_for_step
 from test_parallel import _free_port
 
@@ -117,8 +116,8 @@ def test_sigkill_and_resume_with_streaming_is_bit_identical(tmp_path):
 
 def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
   data.load_split(tiny_dataset.NAME, "train")  # prepared once, before two processes race
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+  env = subprocess_env(REPO, REPO / "tests", JAX_PLATFORMS="cpu",
+                       XLA_FLAGS="--xla_force_host_platform_device_count=4")
   port = _free_port()
   procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "stream_shards.py"), str(i),
                              str(port), str(tmp_path / f"{i}.json")], cwd=REPO, env=env,
@@ -138,7 +137,7 @@ def test_two_processes_read_disjoint_shards_that_cover_the_split(tmp_path):
 @pytest.mark.slow  # writes 2.1 GB of array_record files (minutes), then streams them
 def test_streaming_2gb_keeps_peak_memory_under_1_5_gb_and_device_source_refuses_it(tmp_path):
   script = [sys.executable, str(REPO / "tests" / "stream_big.py")]
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+  env = subprocess_env(REPO, REPO / "tests")
   tfds_dir = tmp_path / "tfds"
   w = subprocess.run([*script, "write", str(tfds_dir), str(tmp_path)], cwd=REPO, env=env,
                      capture_output=True, text=True, timeout=3600)

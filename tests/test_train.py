@@ -147,14 +147,17 @@ def test_googlenet_auxiliary_losses_are_weighted_and_train_the_heads():
                            aux_loss_weight=weight)
     return jax.jit(fn)(state, images, labels, jnp.arange(4), jnp.int32(0))
 
-  with_aux, m = step(0.3)
-  main_only, m0 = step(0.0)
-  # The expected terms, from the same forward pass (same dropout key) outside the step
-  # (jitted: eagerly, each of GoogLeNet's operations would be a compilation of its own).
-  logits, upd = jax.jit(functools.partial(
-      model.apply, train=True, mutable=["batch_stats", "intermediates"]))(
-      {"params": state.params, "batch_stats": state.batch_stats}, preprocess(images),
-      rngs={"dropout": jax.random.fold_in(state.dropout_key, state.step)})
+  # Float32 throughout: on a GPU, XLA's default TF32 convolutions would round the step's
+  # forward pass and this one (another program, other kernels) differently, about 1e-3.
+  with jax.default_matmul_precision("highest"):
+    with_aux, m = step(0.3)
+    main_only, m0 = step(0.0)
+    # The expected terms, from the same forward pass (same dropout key) outside the step
+    # (jitted: eagerly, each of GoogLeNet's operations would be a compilation of its own).
+    logits, upd = jax.jit(functools.partial(
+        model.apply, train=True, mutable=["batch_stats", "intermediates"]))(
+        {"params": state.params, "batch_stats": state.batch_stats}, preprocess(images),
+        rngs={"dropout": jax.random.fold_in(state.dropout_key, state.step)})
   aux = [upd["intermediates"][k][0] for k in ("aux1_logits", "aux2_logits")]
   ce = lambda z: float(steps.cross_entropy_loss(z, labels))  # noqa: E731
   np.testing.assert_allclose(float(m["aux_loss"]), 0.3 * (ce(aux[0]) + ce(aux[1])), rtol=1e-5)
