@@ -78,13 +78,26 @@ s_resnet18_aug() {
     --config.dtype=bfloat16 --config.tensorboard=False --config.checkpoint_every_steps=0 \
     "--config.data.augment=('random_crop(pad=4)', 'flip_lr')"
 }
-s_train_speed() { step train_speed 200 python3 benchmarks/train_speed.py --quick --loop-steps-per-call=1,8 --out "$LOGS/train_speed_gpu.txt"; }
+# The step and loop rates, and the loop once more under cProfile (where the host spends a
+# step: the loop ran at half its step's rate with K=1 on the last lease).
+s_train_speed() {
+  step train_speed 200 python3 benchmarks/train_speed.py --quick --loop-steps-per-call=1,8 \
+    --loop-interval=200 --loop-intervals=2 --out "$LOGS/train_speed_gpu.txt" \
+    --profile-loop "$LOGS/loop_profile_gpu.txt"
+}
+# Start-up of the speed run, command to the end of its first step, by phase (imports, CUDA,
+# data, init, compile; warm = from the compilation cache): the warm speed run spent ~7 of
+# its 12.6 s before its first log line.
+s_startup() {
+  step startup 120 python3 benchmarks/startup.py --config=configs/speedrun_fashion_mnist.py \
+    --runs=2 --modes=cold,warm -- --config.deterministic=False
+}
 s_speedrun_variants() {
   step speedrun_s0_nondet 90 $M $SR --workdir=$W/speedrun_s0_nondet --config.deterministic=False
   step speedrun_s0_k13 120 $M $SR --workdir=$W/speedrun_s0_k13 --config.steps_per_call=13
   step speedrun_s0_e16 90 $M $SR --workdir=$W/speedrun_s0_e16 --config.num_epochs=16
 }
-for name in prepare ${GPU_STEPS:-gpu_suite speedrun_nondet_warm pool_speed train_speed}; do
+for name in prepare ${GPU_STEPS:-gpu_suite train_speed startup speedrun_nondet_warm pool_speed}; do
   "s_$name"
 done
 echo "== steps"; cat "$LOGS/steps.txt"
@@ -96,3 +109,5 @@ tail -5 "$LOGS/det_resume.log" 2>/dev/null
 cat "$LOGS/gpu_suite_failures.txt" 2>/dev/null | head -40
 cat "$LOGS/pool_speed_gpu.txt" 2>/dev/null
 tail -30 "$LOGS/train_speed_gpu.txt" 2>/dev/null
+grep -A12 "^# " "$LOGS/loop_profile_gpu.txt" 2>/dev/null | head -40
+tail -15 "$LOGS/startup.log" 2>/dev/null

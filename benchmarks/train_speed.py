@@ -31,12 +31,15 @@ channels, dense 1024 (the Fashion-MNIST recipe uses 3x3 and dense 128).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import functools
+import io
 import json
 import logging as py_logging
 import os
 import platform
+import pstats
 import statistics
 import subprocess
 import sys
@@ -543,7 +546,23 @@ def run_workload(name: str, w: Workload, args, timing: Timing, log) -> dict[str,
       interval = max(args.loop_interval, k)
       rows[label] = loop_throughput(w, k, interval, args.loop_intervals)
       log(f"  {label:<44} {rows[label]:>12,.0f} img/s   ({time.perf_counter() - start:.0f} s)")
+      if args.profile_loop:
+        profile_loop(w, k, interval, args.loop_intervals, f"{name}, {label}", args.profile_loop)
   return rows
+
+
+def profile_loop(w: Workload, k: int, interval: int, intervals: int, title: str,
+                 path: str) -> None:
+  """The loop once more, under cProfile (not timed: the profiler slows Python down), with
+  its functions by own time appended to `path`: where the host spends a step."""
+  profiler = cProfile.Profile()
+  profiler.enable()
+  rate = loop_throughput(w, k, interval, intervals)
+  profiler.disable()
+  text = io.StringIO()
+  pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+  with open(path, "a") as f:
+    f.write(f"# {title}: {rate:,.0f} img/s under the profiler\n{text.getvalue()}\n")
 
 
 def table(results: dict[str, dict[str, float]]) -> list[str]:
@@ -583,6 +602,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--loop-workloads", default=None,
                       help="workloads whose full loop runs on Fashion-MNIST (default: every one "
                       "that has a loop; with --quick only simple_cnn_b128)")
+  parser.add_argument("--profile-loop", default=None, metavar="FILE",
+                      help="run each loop once more under cProfile and append its functions "
+                      "by own time to FILE (where the host spends a step)")
   parser.add_argument("--out", default=None,
                       help="write the table here and machine info + figures to OUT's .json")
   args = parser.parse_args(argv)

@@ -83,8 +83,11 @@ def test_main_reports_every_row_and_writes_the_files(tmp_path):
     payload = train_speed.main([
         "--workloads=tiny", "--diagnose=tiny", "--loop-workloads=tiny", "--quick", "--no-torch", "--step-k=2", "--loop-steps-per-call=1,2",
         "--loop-interval=2", "--loop-intervals=1", f"--out={out}",
+        f"--profile-loop={tmp_path / 'profile.txt'}",
     ])
   rows = payload["img_per_s"]["tiny"]
   assert len(rows) == 9 and all(rate > 0 for rate in rows.values())
   assert "loop, steps_per_call=2" in out.read_text()
   assert json.loads(out.with_suffix(".json").read_text())["machine"]["git_commit"]
+  profile = (tmp_path / "profile.txt").read_text()  # each loop once more, under cProfile
+  assert profile.count("# tiny, loop, steps_per_call=") == 2 and "loop.py" in profile
