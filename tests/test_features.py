@@ -334,8 +334,8 @@ _MULTI_DEVICE = textwrap.dedent("""
 
 
 def test_batches_spread_over_devices_give_identical_features(tfds_dir):
-  # Its own process: the CPU device count is fixed when JAX starts.
-  # CPU devices by nature: on a GPU machine too (JAX_PLATFORMS=cuda there), 3 CPU devices.
+  # Its own process, on the CPU also on a GPU machine: the CPU device count is fixed when
+  # JAX starts.
   r = subprocess.run([sys.executable, "-c", _MULTI_DEVICE], cwd=REPO, capture_output=True,
                      text=True, timeout=300, env=subprocess_env(JAX_PLATFORMS="cpu"))
   assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
