@@ -14,13 +14,16 @@ import pytest
 
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from cnn_jax.data import idx  # noqa: E402  (after the environment above; starts no backend)
+from cnn_jax.train import determinism  # noqa: E402
+
 # The tests' processes start JAX as a run with the default `config.deterministic=True`
 # would: many tests train in-process after the backend started, where the config can no
 # longer set the flag, and compare bits (on a GPU they differ without it; on the CPU XLA
 # ignores it). A flag the caller set either way is kept.
-if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = " ".join(
-      [os.environ.get("XLA_FLAGS", ""), "--xla_gpu_deterministic_ops=true"]).strip()
+if determinism.FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = determinism.with_flag(os.environ.get("XLA_FLAGS", ""), True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,13 +50,10 @@ def tfds_dir(tmp_path_factory) -> pathlib.Path:
   return shared
 
 
-# The real Fashion-MNIST files, where the project looks for them: $CNN_JAX_DATA, then
-# Debian's dataset-fashion-mnist (None without them).
-FASHION_MNIST_DIR = next((
-    pathlib.Path(d) for d in (os.environ.get("CNN_JAX_DATA"), "/usr/share/datasets/fashion-mnist")
-    if d and all((pathlib.Path(d) / n).is_file() for n in (
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"))), None)
+# The real Fashion-MNIST files, where the project looks for them ($CNN_JAX_DATA, then
+# Debian's dataset-fashion-mnist); None without them.
+FASHION_MNIST_DIR = next((d for d in idx.search_dirs(None)
+                          if all((d / n).is_file() for n in idx.FASHION_MNIST_FILES)), None)
 FASHION_MNIST_PRESENT = FASHION_MNIST_DIR is not None
 
 needs_fashion_mnist = pytest.mark.skipif(
