@@ -72,3 +72,28 @@ def test_without_an_index_the_step_takes_its_batch_from_the_step_counter():
     same(implicit, one(state, images, labels, perm, jnp.int32(0)))
   same(many(state, images, labels, perm, None, 2),
        many(state, images, labels, perm, jnp.int32(3), 2))
+
+
+def test_metrics_are_read_in_few_transfers_and_unchanged(monkeypatch):
+  calls = []
+  stack = loop._stack
+  monkeypatch.setattr(loop, "_stack", lambda *xs: calls.append(len(xs)) or stack(*xs))
+  n = 2 * loop.FETCH_CHUNK + 3
+  values = jax.random.normal(jax.random.key(0), (n,))
+  pending = [  # as the loop holds them: scalars a step, [k] from a multi-step call, and
+      # floats restored from a checkpoint; a second dtype makes a group of its own
+      *({"loss": values[i], "accuracy": values[i] > 0} for i in range(n)),
+      {"loss": values[:5], "accuracy": values[:5] > 0},
+      {"loss": 0.25, "accuracy": 1.0},
+  ]
+  got = loop.device_get_stacked(pending)
+  want = jax.device_get(pending)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert np.asarray(g).dtype == np.asarray(w).dtype
+    np.testing.assert_array_equal(g, w)
+  # n float scalars and n bool scalars: 3 stacks each (2 full, 1 padded), one shape
+  assert calls == [loop.FETCH_CHUNK] * 6
+  per_step = loop.per_step(pending)
+  assert len(per_step) == n + 5 + 1
+  assert [float(m["loss"]) for m in per_step[n:n + 5]] == [float(v) for v in values[:5]]
