@@ -91,3 +91,27 @@ def test_main_reports_every_row_and_writes_the_files(tmp_path):
   assert json.loads(out.with_suffix(".json").read_text())["machine"]["git_commit"]
   profile = (tmp_path / "profile.txt").read_text()  # each loop once more, under cProfile
   assert profile.count("# tiny, loop, steps_per_call=") == 2 and "loop.py" in profile
+
+
+def test_loop_overhead_times_the_loop_around_its_null_step_and_restores_the_loop(monkeypatch):
+  monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports train_speed by name
+  spec = importlib.util.spec_from_file_location(
+      "loop_overhead", REPO / "benchmarks" / "loop_overhead.py")
+  loop_overhead = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(loop_overhead)
+  from cnn_jax.train import loop
+
+  traced = []
+  null_step = loop_overhead.null_step
+  monkeypatch.setattr(loop_overhead, "null_step", lambda *a: traced.append(1) or null_step(*a))
+  original = loop.make_parallel, loop.device_get_stacked
+  for stacked in (True, False):
+    us = loop_overhead.loop_us(TINY, 20, stacked_reads=stacked)
+    assert 0 < us < 1e6
+    assert (loop.make_parallel, loop.device_get_stacked) == original
+  assert traced  # the loop ran the null step, not the model's
+  s = train_speed.build(TINY, num_images=64)
+  state, m = jax.jit(null_step)(s.state, s.images, s.labels, s.perm)
+  assert int(state.step) == int(s.state.step) + 1
+  jax.tree.map(np.testing.assert_array_equal, state.params, s.state.params)
+  assert sorted(m) == sorted(loop_overhead.METRICS)
