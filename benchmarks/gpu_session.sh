@@ -87,6 +87,12 @@ s_train_speed() {
     --loop-interval=200 --loop-intervals=2 --out "$LOGS/train_speed_gpu.txt" \
     --profile-loop "$LOGS/loop_profile_gpu.txt"
 }
+# The loop's own host time per step around a null step, metric reads stacked on the device
+# against one read per scalar (the loop before bcdbdc7): the suspect for the K=1 gap.
+s_loop_overhead() {
+  step loop_overhead 90 python3 benchmarks/loop_overhead.py --steps=1000 --repeats=3 \
+    --out "$LOGS/loop_overhead_gpu.txt"
+}
 # Start-up of the speed run, command to the end of its first step, by phase (imports, CUDA,
 # data, init, compile; warm = from the compilation cache): the warm speed run spent ~7 of
 # its 12.6 s before its first log line.
@@ -99,7 +105,7 @@ s_speedrun_variants() {
   step speedrun_s0_k13 120 $M $SR --workdir=$W/speedrun_s0_k13 --config.steps_per_call=13
   step speedrun_s0_e16 90 $M $SR --workdir=$W/speedrun_s0_e16 --config.num_epochs=16
 }
-for name in prepare ${GPU_STEPS:-gpu_suite train_speed startup speedrun_nondet_warm pool_speed}; do
+for name in prepare ${GPU_STEPS:-gpu_suite train_speed loop_overhead startup speedrun_nondet_warm pool_speed}; do
   "s_$name"
 done
 echo "== steps"; cat "$LOGS/steps.txt"
