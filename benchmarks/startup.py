@@ -37,6 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PHASES = (
     ("imports_done", "interpreter start + imports"),
     ("flags_parsed", "flags, config file, absl start"),
+    ("backend_started", "JAX backend start (devices; CUDA on a GPU)"),
     ("data_loaded", "data: read train + test splits"),
     ("normalization", "data: pixel statistics"),
     ("model_init", "model + optimiser init"),

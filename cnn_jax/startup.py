@@ -55,6 +55,18 @@ def listen_to_compiles() -> None:
   jax.monitoring.register_event_listener(count)
 
 
+def backend_started() -> None:
+  """Tracing only: starts JAX's backend now and marks it, so its start-up (on a GPU: CUDA,
+  its libraries and the device memory) is a phase of its own instead of part of whichever
+  phase would first touch a device. Call it once the backend may start (flags set)."""
+  if not enabled():
+    return
+  import jax
+
+  jax.devices()
+  mark("backend_started")
+
+
 def first_step_done(result) -> None:
   """Marks the end of the first training step, waiting for `result` (tracing only), and
   exits the process there when `$CNN_JAX_STARTUP_EXIT=1`."""

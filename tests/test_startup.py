@@ -1,5 +1,6 @@
 """Start-up: the persistent compilation cache, the decoded-array cache, lazy imports."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -152,3 +153,23 @@ def test_root_keys_are_the_eager_split_of_the_seed(seed):
   eager = jax.random.split(jax.random.key(seed))
   for a, b in zip(steps.root_keys(seed), eager, strict=True):
     np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
+
+
+def test_a_traced_start_marks_every_phase_the_benchmark_reads_in_order(tmp_path):
+  """benchmarks/startup.py turns these marks into its breakdown: each phase must be marked,
+  once, in the order of its table, and the run must stop after its first step."""
+  spec = importlib.util.spec_from_file_location("startup_bench", REPO / "benchmarks" / "startup.py")
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  trace = tmp_path / "trace.txt"
+  env = subprocess_env(
+      CNN_JAX_STARTUP_TRACE=str(trace), CNN_JAX_STARTUP_EXIT="1", JAX_PLATFORMS="cpu")
+  subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config=configs/simple_cnn_digits.py",
+       f"--workdir={tmp_path / 'run'}", "--config.compilation_cache=",
+       "--config.model.conv_features=(4,)", "--config.model.dense_features=(8,)"],
+      cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+  )
+  marks = [line.split()[1] for line in trace.read_text().splitlines() if line.startswith("mark ")]
+  assert marks == [name for name, _ in bench.PHASES]
+  assert not (tmp_path / "run" / "summary.json").exists()  # it exited after the first step

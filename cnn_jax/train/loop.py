@@ -358,6 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   startup.listen_to_compiles()
   use_compilation_cache(config.compilation_cache)
   initialize_distributed(config)
+  startup.backend_started()
   run = Run(workdir)
   # Refuse another config's workdir before anything slow (data, model) happens.
   run.check_config(
