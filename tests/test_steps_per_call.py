@@ -97,3 +97,27 @@ def test_metrics_are_read_in_few_transfers_and_unchanged(monkeypatch):
   per_step = loop.per_step(pending)
   assert len(per_step) == n + 5 + 1
   assert [float(m["loss"]) for m in per_step[n:n + 5]] == [float(v) for v in values[:5]]
+
+
+def test_pmap_metrics_keep_their_device_axis_until_read_and_read_the_same():
+  """Under pmap the loop holds each metric's first-device copy with its device axis (no
+  program a step) and `per_step(..., replica_axis=True)` drops the axis: the same values
+  as taking replica 0 on the device, for single steps, multi-step calls and restored floats."""
+  from cnn_jax.train import parallel
+
+  step = jax.pmap(lambda x: {"loss": x.sum(), "accuracy": x.mean()}, axis_name="d")
+  many = jax.pmap(lambda x: {"loss": x[:3] * 2, "accuracy": x[:3] / 4}, axis_name="d")
+  n = jax.local_device_count()
+  x = jax.random.normal(jax.random.key(1), (n, 5))
+  par = parallel.Parallel("pmap", None, None, None)
+  held = [par.metrics(step(x)), par.metrics(many(x)), {"loss": 0.5, "accuracy": 0.25}]
+  assert held[0]["loss"].shape == (1,) and held[1]["loss"].shape == (1, 3)
+  on_device = [jax.tree.map(parallel._first_replica, step(x)),
+               jax.tree.map(parallel._first_replica, many(x)), held[2]]
+  got, want = loop.per_step(held, replica_axis=True), loop.per_step(on_device)
+  assert len(got) == len(want) == 1 + 3 + 1
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for key in g:
+      assert g[key].shape == () and g[key].dtype == w[key].dtype
+      np.testing.assert_array_equal(g[key], w[key])

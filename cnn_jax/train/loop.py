@@ -262,17 +262,18 @@ def _stack(*scalars: jax.Array) -> jax.Array:
 
 
 def device_get_stacked(tree: Any) -> Any:
-  """`jax.device_get(tree)`, reading its device scalars in stacks of `FETCH_CHUNK`.
+  """`jax.device_get(tree)`, reading its device scalars (arrays of one element) in stacks of
+  `FETCH_CHUNK`.
 
   Values are unchanged (a stack copies its inputs); other leaves (arrays with a shape, host
   values) are read as `jax.device_get` reads them, as are all leaves across processes.
   """
   leaves, treedef = jax.tree.flatten(tree)
-  groups = collections.defaultdict(list)  # (dtype, sharding) -> positions of device scalars
+  groups = collections.defaultdict(list)  # (dtype, sharding, shape) -> positions of scalars
   if jax.process_count() == 1:
     for i, x in enumerate(leaves):
-      if isinstance(x, jax.Array) and x.ndim == 0:
-        groups[x.dtype, x.sharding].append(i)
+      if isinstance(x, jax.Array) and x.size == 1:  # `()`, or `(1,)` from pmap's device axis
+        groups[x.dtype, x.sharding, x.shape].append(i)
   stacks = []
   for positions in groups.values():
     for start in range(0, len(positions), FETCH_CHUNK):
@@ -288,15 +289,19 @@ def device_get_stacked(tree: Any) -> Any:
   return jax.tree.unflatten(treedef, host_rest)
 
 
-def per_step(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def per_step(pending: list[dict[str, Any]], replica_axis: bool = False) -> list[dict[str, Any]]:
   """Metrics of single steps and of multi-step calls (stacked `[k]`) as one dict per step.
 
   Reads the device values, so the loop does it only when it logs or checkpoints, in a few
-  transfers (`device_get_stacked`).
+  transfers (`device_get_stacked`). `replica_axis`: the device values keep pmap's device
+  axis (`Parallel.metrics`), dropped here; host values (floats restored from a checkpoint,
+  or steps already read) have none.
   """
   out = []
   for m in device_get_stacked(pending):  # device arrays, or floats restored from a checkpoint
     values = {key: np.asarray(v) for key, v in m.items()}
+    if replica_axis:
+      values = {key: v[0] if v.ndim else v for key, v in values.items()}
     if next(iter(values.values())).ndim == 0:
       out.append(values)
     else:
@@ -414,6 +419,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
     return run.read_summary()
 
   par = s.parallel
+  pmap = par.mode == "pmap"  # metrics keep a device axis until read (`per_step`)
   state = par.put_state(state)
   streaming = config.data.source == "stream"
   if streaming:  # read from the files, starting at the checkpoint's step
@@ -448,7 +454,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
         # The data order's position: the whole state of either source's reader.
         "step": done, "epoch": epoch, "index_in_epoch": index, "seed": config.seed,
         "data_source": config.data.source,
-        "pending_metrics": [{k: float(v) for k, v in m.items()} for m in per_step(pending)],
+        "pending_metrics": [{k: float(v) for k, v in m.items()} for m in per_step(pending, pmap)],
         # Wall time of the steps so far, over every part of an interrupted run.
         "train_time_s": time_before + time.perf_counter() - start_time,
     }
@@ -491,7 +497,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       step = done = step + k
       end_of_epoch = done % s.steps_per_epoch == 0
       if done % log_every == 0 or end_of_epoch:
-        pending = per_step(pending)
+        pending = per_step(pending, pmap)
         check_finite(pending, done, run, ckpt)
         means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
         pending = []
@@ -538,7 +544,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       if end_of_epoch and tb.enabled:
         tb.histograms(done, "params", _host_params(par, state))
       if ckpt.due(done) or done == s.total_steps or guard.requested:
-        pending = per_step(pending)
+        pending = per_step(pending, pmap)
         check_finite(pending, done, run, ckpt)
         tb.flush()  # what a checkpoint covers is on disk before it (a resume purges the rest)
         plain = par.plain_state(state)

@@ -141,7 +141,17 @@ class Parallel:
     return _put_global(array, NamedSharding(self.mesh, P()))
 
   def metrics(self, m: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return jax.tree.map(_first_replica, m) if self.mode == "pmap" else m
+    """A call's metrics as the loop holds them until it reads them. Under pmap: each value's
+    copy on this process's first device, still with its device axis (`[1]`, or `[1, k]`
+    from a multi-step call), which `loop.per_step(..., replica_axis=True)` drops on the
+    host. Taking `[0]` here ran a program per metric per step: about 0.2 ms of host time a
+    step on the 2-core CPU, for three metrics."""
+    return jax.tree.map(_first_shard, m) if self.mode == "pmap" else m
+
+
+def _first_shard(x: jax.Array) -> jax.Array:
+  """The copy on this process's first device, with its device axis; no computation."""
+  return x.addressable_shards[0].data
 
 
 def _first_replica(x: jax.Array) -> jax.Array:
@@ -150,7 +160,7 @@ def _first_replica(x: jax.Array) -> jax.Array:
   (`x[0]` would launch a program over every device; interleaved with the pmap'd
   step's all-reduce it can deadlock XLA's CPU collectives.)
   """
-  return x.addressable_shards[0].data[0]
+  return _first_shard(x)[0]
 
 
 def _map_keys_too(fn: Callable[[Any], jax.Array], tree: Any) -> Any:
