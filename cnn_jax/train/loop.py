@@ -190,7 +190,8 @@ PLACEMENT_FIELDS = (
 REPORTING_FIELDS = ("tensorboard",)
 # Fields that say how often a run saves and how many saves it keeps: a resumed run may
 # change them (e.g. a long run started with a save at the end only, made safe to interrupt).
-# The loop's calls end at saves, and any call length gives the same bits (steps_per_call).
+# The loop's calls end at saves: at one step a call (the default) any save interval gives
+# the same bits; at several, so does any call length without BatchNorm (steps_per_call).
 SAVING_FIELDS = ("checkpoint_every_steps", "keep_checkpoints")
 
 

@@ -276,8 +276,10 @@ def train_steps(
   Returns the final state and each step's metrics stacked along a leading axis.
   Every step is exactly `train_step` (same keys: they derive from `state.step`). The
   scan is unrolled: compiled as a loop, XLA:CPU rounds the updates differently in the
-  last bit (measured), unrolled it gives the step-by-step run bit for bit; the price
-  is compile time growing with `num_steps`.
+  last bit (measured), unrolled it gives the step-by-step run bit for bit, except with
+  BatchNorm, whose batch-statistic reductions XLA fuses differently here (agreement to
+  rounding; tests/test_steps_per_call.py). The price is compile time growing with
+  `num_steps`.
   """
   def body(state, i):
     index = None if first_index is None else first_index + i
