@@ -277,8 +277,8 @@ def train_steps(
   Every step is exactly `train_step` (same keys: they derive from `state.step`). The
   scan is unrolled: compiled as a loop, XLA:CPU rounds the updates differently in the
   last bit (measured), unrolled it gives the step-by-step run bit for bit, except with
-  BatchNorm, whose batch-statistic reductions XLA fuses differently here (agreement to
-  rounding; tests/test_steps_per_call.py). The price is compile time growing with
+  BatchNorm, whose gradient XLA compiles differently here (agreement to rounding;
+  tests/test_steps_per_call.py). The price is compile time growing with
   `num_steps`.
   """
   def body(state, i):
