@@ -22,6 +22,22 @@ def _run(tmp_path, name, **overrides):
   return run.metrics_path.read_text(), run.restore_variables()
 
 
+def _tiny(n: int, b: int, **model):
+  """A digits CNN's initial state on `n` random 8x8 images, and its step and K-step call
+  compiled for batches of `b` (preprocessing as the loop's)."""
+  config = load_config("configs/simple_cnn_digits.py", {f"model.{k}": v for k, v in model.items()})
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
+  perm = jnp.asarray(rng.permutation(n).astype(np.int32))
+  tx, _ = create_optimizer(config.optimizer, n // b, n // b)
+  state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
+  kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
+  one = jax.jit(functools.partial(steps.train_step, **kwargs))
+  many = jax.jit(functools.partial(steps.train_steps, **kwargs), static_argnums=(5,))
+  return state, (images, labels, perm), one, many
+
+
 def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path):
   one_metrics, one_vars = _run(tmp_path, "k1")
   for k in (4, 64):  # 64: every call is cut short by a log, epoch or checkpoint step
@@ -37,18 +53,9 @@ def test_with_batch_norm_k_steps_per_call_agree_with_one_to_rounding_only():
   around the batch statistics or the input batch do not change it). After four steps the
   parameters, running means and Adam moments differ by about 1e-8; training amplifies
   that over many steps. Networks without BatchNorm are exact (the test above)."""
-  config = load_config("configs/simple_cnn_digits.py", {
-      "model.conv_features": (8, 16), "model.dense_features": (32,), "model.batch_norm": True})
-  rng = np.random.default_rng(0)
-  n, b, k = 64, 16, 4
-  images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
-  labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
-  perm = jnp.asarray(rng.permutation(n).astype(np.int32))
-  tx, _ = create_optimizer(config.optimizer, n // b, n // b)
-  state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
-  kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
-  one = jax.jit(functools.partial(steps.train_step, **kwargs))
-  many = jax.jit(functools.partial(steps.train_steps, **kwargs), static_argnums=(5,))
+  k = 4
+  state, (images, labels, perm), one, many = _tiny(
+      64, 16, conv_features=(8, 16), dense_features=(32,), batch_norm=True)
   stepped, losses = state, []
   for _ in range(k):
     stepped, m = one(stepped, images, labels, perm)
@@ -77,19 +84,9 @@ def test_calls_end_where_the_loop_logs_evaluates_and_checkpoints():
 
 def test_without_an_index_the_step_takes_its_batch_from_the_step_counter():
   """The loop passes no index (nothing from the host): batch `state.step % steps_per_epoch`."""
-  config = load_config("configs/simple_cnn_digits.py", {
-      "model.conv_features": (4,), "model.dense_features": (8,)})
-  rng = np.random.default_rng(0)
-  n, b = 40, 8  # 5 steps per epoch
-  images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
-  labels = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
-  perm = jnp.asarray(rng.permutation(n).astype(np.int32))
-  tx, _ = create_optimizer(config.optimizer, 5, 5)
-  state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
+  state, (images, labels, perm), one, many = _tiny(  # 5 steps per epoch
+      40, 8, conv_features=(4,), dense_features=(8,))
   state = state.replace(step=jnp.int32(13))  # epoch 2, batch 3
-  kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
-  one = jax.jit(functools.partial(steps.train_step, **kwargs))
-  many = jax.jit(functools.partial(steps.train_steps, **kwargs), static_argnums=(5,))
 
   def same(a, b):  # parameters, optimiser state and metrics, bit for bit
     (state_a, metrics_a), (state_b, metrics_b) = a, b

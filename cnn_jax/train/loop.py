@@ -474,14 +474,11 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       tb.histograms(0, "params", _host_params(par, state))
     startup.mark("tensorboard")
     step = start_step
-    # Read once: a config field costs microseconds a read, and the default is a step a call.
-    one_step_per_call, log_every = config.steps_per_call == 1, config.log_every_steps
     while step < s.total_steps:
       epoch, index = divmod(step, s.steps_per_epoch)
       if not streaming and (index == 0 or step == start_step):
         perm = permutation(s.data_key, epoch, len(s.train))
-      k = 1 if one_step_per_call else steps_this_call(
-          step, s.total_steps, s.steps_per_epoch, config, ckpt.every_steps)
+      k = steps_this_call(step, s.total_steps, s.steps_per_epoch, config, ckpt.every_steps)
       if streaming:
         state, m = par.train_batch(state, *next(batches))
       elif k == 1:  # batch `index` of the epoch, from state.step: nothing sent from the host
@@ -497,7 +494,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       pending.append(m)
       step = done = step + k
       end_of_epoch = done % s.steps_per_epoch == 0
-      if done % log_every == 0 or end_of_epoch:
+      if done % config.log_every_steps == 0 or end_of_epoch:
         pending = per_step(pending, pmap)
         check_finite(pending, done, run, ckpt)
         means = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
