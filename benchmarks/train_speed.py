@@ -183,7 +183,7 @@ def project_step(s: Setup, *, grad_norm: bool | None = None, shardings: bool = T
 
 
 def project_steps_per_call(s: Setup, k: int):
-  """`steps.train_steps` as the loop compiles it: `k` steps (one `lax.scan`) per dispatch."""
+  """`steps.train_steps` as the loop compiles it: `k` steps per dispatch."""
   b = s.workload.batch
   fn = make_parallel(
       "jit", batch_size=b, eval_batch_size=b, num_eval_examples=b, preprocess=s.preprocess,

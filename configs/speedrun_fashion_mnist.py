@@ -16,7 +16,7 @@ so 12 epochs of 60,000 are 3.1e14 FLOP: about 1.3 s at 30% of an H100's bf16 pea
 python -m experiments.main --config=configs/speedrun_fashion_mnist.py --workdir=workdirs/speedrun_fm
   (other budgets: --config.num_epochs=10 or 16; warm-up stays 3 epochs)
 
-steps_per_call = 1: train_steps unrolls its scan, and compiling K steps costs about
+steps_per_call = 1: train_steps writes its K steps out, and compiling them costs about
 K times more than one (XLA:CPU, bf16, this step: K=1 43 s, K=4 63 s, K=13 123 s on a
 contended 2-core machine), while with no per-step host transfer the asynchronous
 dispatch of one step (well under 1 ms) hides behind its ~2 ms of GPU work. On a GPU

@@ -267,25 +267,41 @@ def train_steps(
     perm: jax.Array,
     first_index: jax.Array | None,
     num_steps: int,
+    keep_states: bool = False,
     **step_kwargs: Any,
-) -> tuple[TrainState, dict[str, jax.Array]]:
+) -> tuple[TrainState, dict[str, jax.Array], tuple[Any, ...]]:
   """`num_steps` consecutive `train_step`s (batches `first_index`, `first_index + 1`, ...
-  of one epoch) in one compiled `lax.scan`: one dispatch instead of `num_steps`.
+  of one epoch) in one compiled program: one dispatch instead of `num_steps`.
   `first_index=None`: each step's batch from its step counter, as `train_step` does.
 
-  Returns the final state and each step's metrics stacked along a leading axis.
-  Every step is exactly `train_step` (same keys: they derive from `state.step`). The
-  scan is unrolled: compiled as a loop, XLA:CPU rounds the updates differently in the
-  last bit (measured), unrolled it gives the step-by-step run bit for bit, except with
-  BatchNorm, whose gradient XLA compiles differently here (agreement to rounding;
-  tests/test_steps_per_call.py). The price is compile time growing with
-  `num_steps`.
-  """
-  def body(state, i):
-    index = None if first_index is None else first_index + i
-    return train_step(state, images, labels, perm, index, **step_kwargs)
+  Returns the final state, each step's metrics stacked along a leading axis, and (with
+  `keep_states`) the optimiser state and BatchNorm statistics after every step but the
+  last, which the caller drops.
 
-  return jax.lax.scan(body, state, jnp.arange(num_steps, dtype=jnp.int32), unroll=True)
+  Every step is exactly `train_step` (same keys: they derive from `state.step`), and on
+  the CPU the result is the step-by-step run's bit for bit. Two choices make it so
+  (measured; tests/test_steps_per_call.py):
+  * The steps are written out one after the other, not as a `lax.scan` loop: XLA:CPU
+    rewrites the gradient convolutions into its fast form only in a program's entry
+    computation, never inside a loop body (`ConvCanonicalization`), so in a loop they
+    sum in another order.
+  * `keep_states=True` returns the intermediate optimiser states and BatchNorm
+    statistics. Otherwise XLA fuses one step's element-wise update of a value that only
+    the next step's update reads (a BatchNorm running mean, some Adam moments) into that
+    next update, and XLA:CPU's code for the fused chain rounds differently (fused
+    multiply-adds). Returned, each step's value is computed on its own, as in its own
+    program. The cost is device memory for `num_steps - 1` optimiser states until the
+    call returns; `parallel.build` asks for it on the CPU only, where bits are the point.
+  Compile time grows with `num_steps`.
+  """
+  metrics, kept = [], []
+  for i in range(num_steps):
+    index = None if first_index is None else first_index + i
+    state, m = train_step(state, images, labels, perm, index, **step_kwargs)
+    metrics.append(m)
+    if keep_states and i < num_steps - 1:
+      kept.append((state.opt_state, state.batch_stats))
+  return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics), tuple(kept)
 
 
 def eval_step(
