@@ -190,8 +190,8 @@ PLACEMENT_FIELDS = (
 REPORTING_FIELDS = ("tensorboard",)
 # Fields that say how often a run saves and how many saves it keeps: a resumed run may
 # change them (e.g. a long run started with a save at the end only, made safe to interrupt).
-# The loop's calls end at saves; any call length gives the same bits (steps_per_call), so
-# any save interval does.
+# The loop's calls end at saves; any call length gives the same bits (steps_per_call;
+# under pmap to rounding), so any save interval does.
 SAVING_FIELDS = ("checkpoint_every_steps", "keep_checkpoints")
 
 
