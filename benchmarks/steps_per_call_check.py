@@ -51,6 +51,8 @@ def main() -> None:
   import jax
   import numpy as np
 
+  jax.config.update("jax_disable_most_optimizations", False)  # as a real run compiles
+
   from cnn_jax.run import Run
   from cnn_jax.train import train_and_evaluate
   from cnn_jax.train.config import load_config

@@ -1,11 +1,14 @@
 """Several training steps per dispatch give exactly the step-by-step run (CPU)."""
 
 import functools
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO, subprocess_env
 
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run
@@ -166,3 +169,14 @@ def test_pmap_metrics_keep_their_device_axis_until_read_and_read_the_same():
     for key in g:
       assert g[key].shape == () and g[key].dtype == w[key].dtype
       np.testing.assert_array_equal(g[key], w[key])
+
+
+def test_the_whole_run_check_compares_at_full_optimisation_and_reports_per_case():
+  """`benchmarks/steps_per_call_check.py` (whose committed results back the README) runs a
+  case at K and at 1 as a real run compiles, and prints whether both are equal."""
+  out = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "steps_per_call_check.py"), "--k=2",
+       "--devices=2", "--cases=cnn"],
+      env=subprocess_env(), capture_output=True, text=True, check=True).stdout
+  assert "# jax " in out and "2 cpu devices" in out
+  assert "cnn            K=2 vs K=1: metrics.jsonl equal True, variables equal True" in out
