@@ -6,7 +6,8 @@ Trains each case for one epoch on scikit-learn's digits at `steps_per_call=1` an
 `--k` (log every 7 steps, save every 10, so calls are cut short as in a real run), with
 XLA's default optimisations (the test suite compiles with most of them off), and prints
 per case whether `metrics.jsonl` and the saved variables are equal, and otherwise the
-largest difference of the logged losses and of each variable. `--devices` splits the CPU
+largest difference of the logged losses and of each variable. It runs on the CPU, where
+the guarantee holds, even on a machine with an accelerator. `--devices` splits the CPU
 into that many devices (set before JAX starts), for the `jit8` / `pmap8` cases.
 """
 
@@ -45,6 +46,7 @@ def main() -> None:
   parser.add_argument("--devices", type=int, default=8)
   parser.add_argument("--cases", default=",".join(CASES))
   args = parser.parse_args()
+  os.environ["JAX_PLATFORMS"] = "cpu"  # the guarantee is the CPU's (steps.train_steps)
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + f" --xla_force_host_platform_device_count={args.devices}")
   sys.path.insert(0, str(REPO))

@@ -17,6 +17,13 @@ from cnn_jax.train.config import load_config
 from cnn_jax.train.optim import create_optimizer
 
 
+# Bit-identity across differently built programs is the CPU's guarantee: on an accelerator
+# the K-step program is not asked to return its intermediate states (parallel.make_parallel),
+# and its compiler fuses and rounds by its own rules.
+cpu_only = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="K steps = K=1 bit for bit is promised on the CPU")
+
+
 @pytest.fixture
 def optimized():
   """XLA's default optimisations (the suite compiles with most of them off): they decide
@@ -53,6 +60,7 @@ def _tiny(n: int, b: int, **model):
   return state, (images, labels, perm), one, many
 
 
+@cpu_only
 @pytest.mark.parametrize("model", [{}, {"model.batch_norm": True}], ids=["plain", "batch_norm"])
 def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, optimized):
   one_metrics, one_vars = _run(tmp_path, "k1", **model)
@@ -62,6 +70,7 @@ def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, o
     jax.tree.map(np.testing.assert_array_equal, variables, one_vars)
 
 
+@cpu_only
 @pytest.mark.parametrize("model", [
     {"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True},
     {"conv_features": (4, 8, 8), "dense_features": (16,), "batch_norm": True},
