@@ -16,7 +16,6 @@ from cnn_jax.train import loop, steps, train_and_evaluate
 from cnn_jax.train.config import load_config
 from cnn_jax.train.optim import create_optimizer
 
-
 # Bit-identity across differently built programs is the CPU's guarantee: on an accelerator
 # the K-step program is not asked to return its intermediate states (parallel.make_parallel),
 # and its compiler fuses and rounds by its own rules.
