@@ -280,8 +280,8 @@ def train_steps(
 
   Every step is exactly `train_step` (same keys: they derive from `state.step`), and on
   the CPU the result is the step-by-step run's bit for bit (on one device and under
-  sharded jit; under pmap XLA packs the K-step program's gradient all-reduce in another
-  order, which rounds differently). Two choices make it so (measured;
+  sharded jit; under pmap it agrees to rounding, for a reason not found yet). Two choices
+  make it so (measured;
   tests/test_steps_per_call.py):
   * The steps are written out one after the other, not as a `lax.scan` loop: XLA:CPU
     rewrites the gradient convolutions into its fast form only in a program's entry
