@@ -33,6 +33,12 @@ CASES = {  # name: (config file, overrides)
     "speedrun_net": ("configs/speedrun_fashion_mnist.py", {
         "data.name": "digits", "batch_size": 64, "eval_batch_size": 64,
         "model.widths": (8, 16, 16)}),
+    "resnet20": ("configs/resnet20_fashion_mnist.py", {
+        "data.name": "digits", "data.image_size": 16, "batch_size": 64,
+        "eval_batch_size": 64}),
+    "mlp_sigmoid_dropout": ("configs/mlp_fashion_mnist.py", {
+        "data.name": "digits", "batch_size": 64, "model.hidden": (64, 32),
+        "model.dropout": 0.2}),
     "bn_cnn_jit8": ("configs/simple_cnn_digits.py", {**SMALL_BN_CNN, "parallelism": "jit"}),
     "bn_cnn_pmap8": ("configs/simple_cnn_digits.py", {**SMALL_BN_CNN, "parallelism": "pmap"}),
     "cnn_pmap8": ("configs/simple_cnn_digits.py", {
