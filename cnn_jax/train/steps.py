@@ -281,8 +281,7 @@ def train_steps(
   Every step is exactly `train_step` (same keys: they derive from `state.step`), and on
   the CPU the result is the step-by-step run's bit for bit (on one device and under
   sharded jit; under pmap it agrees to rounding, for a reason not found yet). Two choices
-  make it so (measured;
-  tests/test_steps_per_call.py):
+  make it so (measured; tests/test_steps_per_call.py, benchmarks/steps_per_call_check.py):
   * The steps are written out one after the other, not as a `lax.scan` loop: XLA:CPU
     rewrites the gradient convolutions into its fast form only in a program's entry
     computation, never inside a loop body (`ConvCanonicalization`), so in a loop they
@@ -290,10 +289,12 @@ def train_steps(
   * `keep_states=True` returns the intermediate optimiser states and BatchNorm
     statistics. Otherwise XLA fuses one step's element-wise update of a value that only
     the next step's update reads (a BatchNorm running mean, some Adam moments) into that
-    next update, and XLA:CPU's code for the fused chain rounds differently (fused
-    multiply-adds). Returned, each step's value is computed on its own, as in its own
-    program. The cost is device memory for `num_steps - 1` optimiser states until the
-    call returns; `parallel.build` asks for it on the CPU only, where bits are the point.
+    next update, and XLA:CPU's code for the fused chain rounds differently (alone:
+    `m * 0.9 + s * c` twice in one program differs from it once in each of two). As
+    program outputs, each step's values are computed as in its own program (in every
+    network checked). The cost is device memory for `num_steps - 1` optimiser states
+    until the call returns; `parallel.make_parallel` asks for it on the CPU only, where
+    bits are the point.
   Compile time grows with `num_steps`.
   """
   metrics, kept = [], []
