@@ -77,7 +77,7 @@ def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, o
 ], ids=["bn_cnn", "bn_cnn_3_blocks", "mlp"])
 def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, optimized):
   """The step-level guarantee behind the loop's: parameters, BatchNorm statistics,
-  optimiser state and metrics of `train_steps` (as `parallel.build` compiles it on the
+  optimiser state and metrics of `train_steps` (as `parallel.make_parallel` compiles it on the
   CPU) equal K single steps to the bit. Both of its measures count here: with
   `lax.scan` the gradient convolutions compile differently (the first block's kernel
   gradient differs after one step), and without `keep_states` the BatchNorm running
