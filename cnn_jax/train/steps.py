@@ -280,7 +280,8 @@ def train_steps(
 
   Every step is exactly `train_step` (same keys: they derive from `state.step`), and on
   the CPU the result is the step-by-step run's bit for bit (on one device and under
-  sharded jit; under pmap it agrees to rounding, for a reason not found yet). Two choices
+  sharded jit; under pmap it agrees to rounding: XLA recomputes a returned Adam moment
+  inside the next step's fused update there, see below). Two choices
   make it so (measured; tests/test_steps_per_call.py, benchmarks/steps_per_call_check.py):
   * The steps are written out one after the other, not as a `lax.scan` loop: XLA:CPU
     rewrites the gradient convolutions into its fast form only in a program's entry
