@@ -55,9 +55,9 @@ def default_train_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
   config.log_every_steps = 100
   # Training steps per dispatch (one compiled program; calls end at every log, evaluation
-  # and checkpoint step). Same parameters and metrics as 1, bit for bit on CPU except
-  # under pmap (steps.train_steps); fewer Python round trips (on an accelerator the
-  # dispatch bounds small models).
+  # and checkpoint step). Same parameters and metrics as 1, bit for bit on CPU
+  # (steps.train_steps); fewer Python round trips (on an accelerator the dispatch bounds
+  # small models).
   config.steps_per_call = 1
   config.eval_every_epochs = 1  # evaluate on the test split every N epochs and at the end
   # Start from the variables of another run (a workdir of experiments.main, or one written

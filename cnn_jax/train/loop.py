@@ -190,8 +190,8 @@ PLACEMENT_FIELDS = (
 REPORTING_FIELDS = ("tensorboard",)
 # Fields that say how often a run saves and how many saves it keeps: a resumed run may
 # change them (e.g. a long run started with a save at the end only, made safe to interrupt).
-# The loop's calls end at saves; any call length gives the same bits (steps_per_call;
-# under pmap to rounding), so any save interval does.
+# The loop's calls end at saves; any call length gives the same bits (steps_per_call), so
+# any save interval does.
 SAVING_FIELDS = ("checkpoint_every_steps", "keep_checkpoints")
 
 
@@ -484,7 +484,7 @@ def _train(s: Setup, run: Run, ckpt: Checkpointer) -> dict[str, Any]:
       elif k == 1:  # batch `index` of the epoch, from state.step: nothing sent from the host
         state, m = par.train_step(state, train_images, train_labels, perm)
       else:  # k steps in one dispatch; calls end at every log, epoch and checkpoint step
-        state, m, _ = par.train_steps(state, train_images, train_labels, perm, None, k)
+        state, m = par.train_steps(state, train_images, train_labels, perm, None, k)
       if step == start_step:
         startup.first_step_done(state)
       m = par.metrics(m)

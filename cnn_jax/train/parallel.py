@@ -97,9 +97,8 @@ class Parallel:
   # `(state, images, labels, perm)`: one step on batch `state.step % steps_per_epoch`.
   train_step: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]]
   eval_step: Callable[..., dict[str, jax.Array]]
-  # `(state, images, labels, perm, None, num_steps)`: several steps per dispatch; returns
-  # the state, the stacked metrics and intermediate states to drop (steps.train_steps).
-  train_steps: Callable[..., tuple[steps.TrainState, dict[str, jax.Array], tuple]] | None = None
+  # `(state, images, labels, perm, None, num_steps)`: several steps per dispatch.
+  train_steps: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
   # `(state, x, y)`: one step on a global batch sharded along `data` (streaming; jit only).
   train_batch: Callable[..., tuple[steps.TrainState, dict[str, jax.Array]]] | None = None
 
@@ -223,9 +222,10 @@ def make_parallel(
   common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
                 augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
                 label_smoothing=label_smoothing)
-  # K steps a call give the step-by-step bits on the CPU only if they return their
-  # intermediate optimiser states (steps.train_steps); elsewhere bits are not the point.
-  keep_states = devices.flat[0].platform == "cpu"
+  # K steps a call give the step-by-step bits on the CPU only if each step's optimiser
+  # state reaches the next through memory (steps.train_steps); elsewhere bits are not the
+  # point.
+  isolate_steps = devices.flat[0].platform == "cpu"
   if mode == "pmap":
     common["axis_name"] = DATA_AXIS
     train_fn = jax.pmap(
@@ -233,7 +233,7 @@ def make_parallel(
         axis_name=DATA_AXIS, in_axes=(0, 0, 0, None), donate_argnums=(0,),
     )
     train_many = jax.pmap(
-        functools.partial(steps.train_steps, keep_states=keep_states, **common),
+        functools.partial(steps.train_steps, isolate_steps=isolate_steps, **common),
         axis_name=DATA_AXIS, in_axes=(0, 0, 0, None, None), static_broadcasted_argnums=(5,),
         donate_argnums=(0,),
     )
@@ -245,9 +245,9 @@ def make_parallel(
         donate_argnums=(0,),
     )
     train_many = jax.jit(
-        functools.partial(steps.train_steps, keep_states=keep_states, **common),
+        functools.partial(steps.train_steps, isolate_steps=isolate_steps, **common),
         static_argnums=(5,), in_shardings=(replicated,) * 5,
-        out_shardings=(replicated, replicated, replicated),
+        out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
   on_batch = None

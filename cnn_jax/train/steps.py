@@ -267,45 +267,52 @@ def train_steps(
     perm: jax.Array,
     first_index: jax.Array | None,
     num_steps: int,
-    keep_states: bool = False,
+    isolate_steps: bool = False,
     **step_kwargs: Any,
-) -> tuple[TrainState, dict[str, jax.Array], tuple[Any, ...]]:
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """`num_steps` consecutive `train_step`s (batches `first_index`, `first_index + 1`, ...
   of one epoch) in one compiled program: one dispatch instead of `num_steps`.
   `first_index=None`: each step's batch from its step counter, as `train_step` does.
 
-  Returns the final state, each step's metrics stacked along a leading axis, and (with
-  `keep_states`) the optimiser state and BatchNorm statistics after every step but the
-  last, which the caller drops.
+  Returns the final state and each step's metrics stacked along a leading axis.
 
-  Every step is exactly `train_step` (same keys: they derive from `state.step`), and on
-  the CPU the result is the step-by-step run's bit for bit (on one device and under
-  sharded jit; under pmap it agrees to rounding: XLA recomputes a returned Adam moment
-  inside the next step's fused update there, see below). Two choices
-  make it so (measured; tests/test_steps_per_call.py, benchmarks/steps_per_call_check.py):
+  Every step is exactly `train_step` (same keys: they derive from `state.step`), and with
+  `isolate_steps` on the CPU the result is the step-by-step run's bit for bit (measured:
+  tests/test_steps_per_call.py, benchmarks/steps_per_call_check.py). Two things make it so:
   * The steps are written out one after the other, not as a `lax.scan` loop: XLA:CPU
     rewrites the gradient convolutions into its fast form only in a program's entry
     computation, never inside a loop body (`ConvCanonicalization`), so in a loop they
     sum in another order.
-  * `keep_states=True` returns the intermediate optimiser states and BatchNorm
-    statistics. Otherwise XLA fuses one step's element-wise update of a value that only
-    the next step's update reads (a BatchNorm running mean, some Adam moments) into that
-    next update, and XLA:CPU's code for the fused chain rounds differently (alone:
-    `m * 0.9 + s * c` twice in one program differs from it once in each of two). As
-    program outputs, each step's values are computed as in its own program (in every
-    network checked). The cost is device memory for `num_steps - 1` optimiser states
-    until the call returns; `parallel.make_parallel` asks for it on the CPU only, where
-    bits are the point.
+  * `isolate_steps=True` passes each step's optimiser state and BatchNorm statistics to
+    the next step through `_from_memory`. Otherwise XLA fuses one step's element-wise
+    update of a value that only the next step's update reads (a BatchNorm running mean,
+    an Adam moment) into that next update, and XLA:CPU's code for the fused chain rounds
+    differently (alone: `m * 0.9 + s * c` twice in one kernel differs from it once in
+    each of two programs). Returning the intermediate values as outputs is not enough:
+    XLA then computes them twice, once for the output and once inside the next fused
+    update (seen under pmap). `parallel.make_parallel` asks for it on the CPU only,
+    where bits are the point.
   Compile time grows with `num_steps`.
   """
-  metrics, kept = [], []
+  metrics = []
   for i in range(num_steps):
     index = None if first_index is None else first_index + i
     state, m = train_step(state, images, labels, perm, index, **step_kwargs)
     metrics.append(m)
-    if keep_states and i < num_steps - 1:
-      kept.append((state.opt_state, state.batch_stats))
-  return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics), tuple(kept)
+    if isolate_steps and i < num_steps - 1:
+      state = _from_memory(state)
+  return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
+
+
+def _from_memory(state: TrainState) -> TrainState:
+  """`state` with its optimiser state and BatchNorm statistics routed through a
+  conditional that XLA cannot fold (its predicate is known only at run time; the other
+  branch never runs), so that whatever reads them next reads them from memory, as a
+  separate program would, and no fusion reaches across."""
+  carried = (state.opt_state, state.batch_stats)
+  carried = jax.lax.cond(state.step >= 0, lambda c: c,
+                         lambda c: jax.tree.map(jnp.zeros_like, c), carried)
+  return state.replace(opt_state=carried[0], batch_stats=carried[1])
 
 
 def eval_step(
