@@ -283,8 +283,8 @@ def train_steps(
     rewrites the gradient convolutions into its fast form only in a program's entry
     computation, never inside a loop body (`ConvCanonicalization`), so in a loop they
     sum in another order.
-  * `isolate_steps=True` passes each step's optimiser state and BatchNorm statistics to
-    the next step through `_from_memory`. Otherwise XLA fuses one step's element-wise
+  * `isolate_steps=True` passes each step's parameters, optimiser state and BatchNorm
+    statistics to the next step through `_from_memory`. Otherwise XLA fuses one step's element-wise
     update of a value that only the next step's update reads (a BatchNorm running mean,
     an Adam moment) into that next update, and XLA:CPU's code for the fused chain rounds
     differently (alone: `m * 0.9 + s * c` twice in one kernel differs from it once in
@@ -305,14 +305,15 @@ def train_steps(
 
 
 def _from_memory(state: TrainState) -> TrainState:
-  """`state` with its optimiser state and BatchNorm statistics routed through a
-  conditional that XLA cannot fold (its predicate is known only at run time; the other
+  """`state` with its parameters, optimiser state and BatchNorm statistics routed through
+  a conditional that XLA cannot fold (its predicate is known only at run time; the other
   branch never runs), so that whatever reads them next reads them from memory, as a
-  separate program would, and no fusion reaches across."""
-  carried = (state.opt_state, state.batch_stats)
-  carried = jax.lax.cond(state.step >= 0, lambda c: c,
-                         lambda c: jax.tree.map(jnp.zeros_like, c), carried)
-  return state.replace(opt_state=carried[0], batch_stats=carried[1])
+  separate program would, and no fusion reaches across. The buffers pass through: the
+  compiled program copies nothing for it."""
+  carried = (state.params, state.opt_state, state.batch_stats)
+  params, opt_state, batch_stats = jax.lax.cond(
+      state.step >= 0, lambda c: c, lambda c: jax.tree.map(jnp.zeros_like, c), carried)
+  return state.replace(params=params, opt_state=opt_state, batch_stats=batch_stats)
 
 
 def eval_step(
