@@ -222,9 +222,8 @@ def make_parallel(
   common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
                 augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
                 label_smoothing=label_smoothing)
-  # K steps a call give the step-by-step bits on the CPU only if each step's optimiser
-  # state reaches the next through memory (steps.train_steps); elsewhere bits are not the
-  # point.
+  # K steps a call give the step-by-step bits on the CPU only if each step's state
+  # reaches the next through memory (steps.train_steps); elsewhere bits are not the point.
   isolate_steps = devices.flat[0].platform == "cpu"
   if mode == "pmap":
     common["axis_name"] = DATA_AXIS

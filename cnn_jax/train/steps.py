@@ -284,10 +284,10 @@ def train_steps(
     computation, never inside a loop body (`ConvCanonicalization`), so in a loop they
     sum in another order.
   * `isolate_steps=True` passes each step's parameters, optimiser state and BatchNorm
-    statistics to the next step through `_from_memory`. Otherwise XLA fuses one step's element-wise
-    update of a value that only the next step's update reads (a BatchNorm running mean,
-    an Adam moment) into that next update, and XLA:CPU's code for the fused chain rounds
-    differently (alone: `m * 0.9 + s * c` twice in one kernel differs from it once in
+    statistics to the next step through `_from_memory`. Otherwise XLA fuses one step's
+    element-wise update of a value that only the next step's update reads (a BatchNorm
+    running mean, an Adam moment) into that next update, and XLA:CPU's code for the fused
+    chain rounds differently (alone: `m * 0.9 + s * c` twice in one kernel differs from it once in
     each of two programs). Returning the intermediate values as outputs is not enough:
     XLA then computes them twice, once for the output and once inside the next fused
     update (seen under pmap). `parallel.make_parallel` asks for it on the CPU only,
