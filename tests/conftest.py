@@ -38,6 +38,18 @@ def subprocess_env(*paths: pathlib.Path, **overrides: str) -> dict[str, str]:
   return {**os.environ, "PYTHONPATH": os.pathsep.join(path), **overrides}
 
 
+@pytest.fixture
+def optimized():
+  """Compiles in-process with XLA's default optimisations, as a real run does, for tests of
+  bits: what XLA fuses, and so how it rounds, depends on them."""
+  import jax
+
+  previous = jax.config.values["jax_disable_most_optimizations"]
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tfds_dir(tmp_path_factory) -> pathlib.Path:
   """One TFDS data dir for the whole test session, shared across xdist workers."""

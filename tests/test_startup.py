@@ -114,7 +114,7 @@ def test_a_cached_split_and_a_tensorboard_writer_import_neither_tfds_nor_torch(t
 @pytest.mark.parametrize(
     "name", ["simple_cnn_fashion_mnist", "lenet5_fashion_mnist", "speedrun_fashion_mnist"]
 )
-def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
+def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name, optimized):
   """create_train_state compiles its one-off function at a low LLVM optimisation level (4x
   quicker to compile on the CPU); the state must be the one XLA's default level computes."""
   if jax.default_backend() != "cpu":
@@ -128,14 +128,9 @@ def test_initialisation_compiled_quickly_gives_the_default_compilers_bits(name):
   model = model_from_config(config)
   tx, _ = create_optimizer(config.optimizer, 100, 10, train_only=config.train_only)
   shape, key = (28, 28, 1), jax.random.key(7)
-  previous = jax.config.values["jax_disable_most_optimizations"]
-  jax.config.update("jax_disable_most_optimizations", False)  # the conftest's default is True
-  try:
-    assert steps.one_off_compiler_options() == steps.ONE_OFF_COMPILER_OPTIONS
-    quick = steps.create_train_state(model, tx, key, shape)
-    default = jax.jit(steps.train_state_initializer(model, tx, shape))(key)
-  finally:
-    jax.config.update("jax_disable_most_optimizations", previous)
+  assert steps.one_off_compiler_options() == steps.ONE_OFF_COMPILER_OPTIONS
+  quick = steps.create_train_state(model, tx, key, shape)
+  default = jax.jit(steps.train_state_initializer(model, tx, shape))(key)
 
   def bits(state):
     return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)

@@ -23,16 +23,6 @@ cpu_only = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="K steps = K=1 bit for bit is promised on the CPU")
 
 
-@pytest.fixture
-def optimized():
-  """XLA's default optimisations (the suite compiles with most of them off): they decide
-  what XLA fuses and how it writes the convolutions, which is where bits could part."""
-  previous = jax.config.values["jax_disable_most_optimizations"]
-  jax.config.update("jax_disable_most_optimizations", False)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
-
-
 def _run(tmp_path, name, **overrides):
   config = load_config("configs/simple_cnn_digits.py", {
       "num_epochs": 1, "batch_size": 64, "log_every_steps": 7, "checkpoint_every_steps": 10,

@@ -245,8 +245,7 @@ def make_parallel(
     )
     train_many = jax.jit(
         functools.partial(steps.train_steps, isolate_steps=isolate_steps, **common),
-        static_argnums=(5,), in_shardings=(replicated,) * 5,
-        out_shardings=(replicated, replicated),
+        static_argnums=(5,), in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
   on_batch = None
