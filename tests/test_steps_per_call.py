@@ -50,14 +50,14 @@ def _tiny(n: int, b: int, **model):
 
 
 @cpu_only
-@pytest.mark.parametrize(("model", "ks"), [({}, (4, 64)), ({"model.batch_norm": True}, (4,))],
-                         ids=["plain", "batch_norm"])
-def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, ks, optimized):
+@pytest.mark.parametrize("model", [{}, {"model.batch_norm": True}], ids=["plain", "batch_norm"])
+def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, optimized):
   one_metrics, one_vars = _run(tmp_path, "k1", **model)
-  for k in ks:  # 64: every call is cut short by a log, epoch or checkpoint step
-    metrics, variables = _run(tmp_path, f"k{k}", steps_per_call=k, **model)
-    assert metrics == one_metrics
-    jax.tree.map(np.testing.assert_array_equal, variables, one_vars)
+  # K=4 with logs every 7 steps, saves every 10 and 22 steps an epoch: calls of 4, 3, 2
+  # and 1 steps (each length is a program of its own), cut short at every kind of boundary.
+  metrics, variables = _run(tmp_path, "k4", steps_per_call=4, **model)
+  assert metrics == one_metrics
+  jax.tree.map(np.testing.assert_array_equal, variables, one_vars)
 
 
 @cpu_only
@@ -74,16 +74,16 @@ def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, optimized):
   gradient differs after one step), and without `isolate_steps` the BatchNorm running
   means and the BatchNorm scales' Adam moments do (after two steps)."""
   state, (images, labels, perm), one, many = _tiny(64, 16, **model)
-  for k in (2, 5):
-    stepped, metrics = state, []
-    for _ in range(k):
-      stepped, m = one(stepped, images, labels, perm)
-      metrics.append(m)
-    called, m = many(state, images, labels, perm, None, k)
-    jax.tree.map(np.testing.assert_array_equal,
-                 (called.params, called.batch_stats, called.opt_state, called.step, m),
-                 (stepped.params, stepped.batch_stats, stepped.opt_state, stepped.step,
-                  jax.tree.map(lambda *xs: np.stack(xs), *metrics)))
+  k = 3  # the differences this guards against showed after one and after two steps
+  stepped, metrics = state, []
+  for _ in range(k):
+    stepped, m = one(stepped, images, labels, perm)
+    metrics.append(m)
+  called, m = many(state, images, labels, perm, None, k)
+  jax.tree.map(np.testing.assert_array_equal,
+               (called.params, called.batch_stats, called.opt_state, called.step, m),
+               (stepped.params, stepped.batch_stats, stepped.opt_state, stepped.step,
+                jax.tree.map(lambda *xs: np.stack(xs), *metrics)))
 
 
 def test_calls_end_where_the_loop_logs_evaluates_and_checkpoints():
