@@ -12,7 +12,7 @@ from conftest import REPO, subprocess_env
 
 from cnn_jax.models import model_from_config
 from cnn_jax.run import Run
-from cnn_jax.train import loop, steps, train_and_evaluate
+from cnn_jax.train import loop, parallel, steps, train_and_evaluate
 from cnn_jax.train.config import load_config
 from cnn_jax.train.optim import create_optimizer
 
@@ -32,9 +32,9 @@ def _run(tmp_path, name, **overrides):
   return run.metrics_path.read_text(), run.restore_variables()
 
 
-def _tiny(n: int, b: int, **model):
+def _tiny(n: int, b: int, cpu_kernels: str = "default", **model):
   """A digits CNN's initial state on `n` random 8x8 images, and its step and K-step call
-  compiled for batches of `b` (preprocessing as the loop's)."""
+  compiled for batches of `b` (preprocessing and `cpu_kernels` as the loop's)."""
   config = load_config("configs/simple_cnn_digits.py", {f"model.{k}": v for k, v in model.items()})
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
@@ -43,9 +43,10 @@ def _tiny(n: int, b: int, **model):
   tx, _ = create_optimizer(config.optimizer, n // b, n // b)
   state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
   kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
-  one = jax.jit(functools.partial(steps.train_step, **kwargs))
+  options = parallel.cpu_compiler_options(cpu_kernels)
+  one = jax.jit(functools.partial(steps.train_step, **kwargs), compiler_options=options)
   many = jax.jit(functools.partial(steps.train_steps, isolate_steps=True, **kwargs),
-                 static_argnums=(5,))
+                 static_argnums=(5,), compiler_options=options)
   return state, (images, labels, perm), one, many
 
 
@@ -61,19 +62,20 @@ def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, o
 
 
 @cpu_only
-@pytest.mark.parametrize("model", [
-    {"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True},
-    {"conv_features": (4, 8, 8), "dense_features": (16,), "batch_norm": True},
-    {"conv_features": (), "dense_features": (32, 16)},
-], ids=["bn_cnn", "bn_cnn_3_blocks", "mlp"])
-def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, optimized):
+@pytest.mark.parametrize(("model", "cpu_kernels"), [
+    ({"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True}, "default"),
+    ({"conv_features": (4, 8, 8), "dense_features": (16,), "batch_norm": True}, "default"),
+    ({"conv_features": (), "dense_features": (32, 16)}, "default"),
+    ({"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True}, "eigen"),
+], ids=["bn_cnn", "bn_cnn_3_blocks", "mlp", "bn_cnn_eigen_kernels"])
+def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, cpu_kernels, optimized):
   """The step-level guarantee behind the loop's: parameters, BatchNorm statistics,
   optimiser state and metrics of `train_steps` (as `parallel.make_parallel` compiles it on the
   CPU) equal K single steps to the bit. Both of its measures count here: with
   `lax.scan` the gradient convolutions compile differently (the first block's kernel
   gradient differs after one step), and without `isolate_steps` the BatchNorm running
   means and the BatchNorm scales' Adam moments do (after two steps)."""
-  state, (images, labels, perm), one, many = _tiny(64, 16, **model)
+  state, (images, labels, perm), one, many = _tiny(64, 16, cpu_kernels, **model)
   k = 3  # the differences this guards against showed after one and after two steps
   stepped, metrics = state, []
   for _ in range(k):
@@ -149,8 +151,6 @@ def test_pmap_metrics_keep_their_device_axis_until_read_and_read_the_same():
   """Under pmap the loop holds each metric's first-device copy with its device axis (no
   program a step) and `per_step(..., replica_axis=True)` drops the axis: the same values
   as taking replica 0 on the device, for single steps, multi-step calls and restored floats."""
-  from cnn_jax.train import parallel
-
   step = jax.pmap(lambda x: {"loss": x.sum(), "accuracy": x.mean()}, axis_name="d")
   many = jax.pmap(lambda x: {"loss": x[:3] * 2, "accuracy": x[:3] / 4}, axis_name="d")
   n = jax.local_device_count()

@@ -38,6 +38,18 @@ from cnn_jax.train import steps
 DATA_AXIS = "data"
 MODES = ("jit", "pmap")
 
+# `config.cpu_kernels`: which kernels XLA:CPU runs the steps' convolutions, matrix products
+# and reductions with. "default" is what XLA does unasked: in jaxlib 0.10 it hands them to
+# YNNPACK "library fusions", which run on one thread and give the same bits whatever the
+# core count (every committed table was computed so). "eigen" turns those fusions off, so
+# XLA runs them with its own Eigen kernels on every core: other rounding, bits that depend
+# on the number of cores, and much faster steps on the 2-core Xeon this project measures on
+# (2-conv CNN 1.5x, LeNet-5 1.9x; benchmarks/results/train_speed_cpu_kernels.txt).
+CPU_KERNELS = {
+    "default": None,
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
+}
+
 
 def _wants_distributed(dc: ml_collections.ConfigDict) -> bool:
   if dc.coordinator_address:
@@ -75,6 +87,32 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
       "Process %d of %d; %d local / %d global devices.", jax.process_index(),
       jax.process_count(), jax.local_device_count(), jax.device_count(),
   )
+
+
+def cpu_compiler_options(cpu_kernels: str, mode: str = "jit") -> dict[str, Any] | None:
+  """The `compiler_options` of the steps' `jax.jit`s for `config.cpu_kernels` (None: XLA's
+  defaults, and always off the CPU, where the choice does not apply)."""
+  if cpu_kernels not in CPU_KERNELS:
+    raise ConfigError(
+        f"Unknown cpu_kernels {cpu_kernels!r}. Known: {', '.join(map(repr, CPU_KERNELS))}."
+    )
+  options = CPU_KERNELS[cpu_kernels]
+  if options is None or jax.default_backend() != "cpu":
+    return None
+  if mode == "pmap":
+    raise ConfigError(
+        f"cpu_kernels={cpu_kernels!r} needs parallelism='jit' (jax.pmap takes no compiler "
+        "options); set --config.parallelism=jit or --config.cpu_kernels=default."
+    )
+  try:  # an XLA that no longer knows the option says so here, not in the first step
+    jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+  except Exception as e:  # noqa: BLE001 - XLA reports an unknown option as a runtime error
+    raise ConfigError(
+        f"cpu_kernels={cpu_kernels!r} sets XLA options {options}, which this jaxlib "
+        f"({jax.__version__}) rejects ({str(e).splitlines()[0]}); use "
+        "--config.cpu_kernels=default."
+    ) from None
+  return options
 
 
 def check_batch_size(batch_size: int, num_devices: int, what: str = "batch_size") -> None:
@@ -198,14 +236,16 @@ def make_parallel(
     grad_norm: bool = False,
     keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
     label_smoothing: float = 0.0,
+    cpu_kernels: str = "default",
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
 
   `aux_loss_weight`, `augment`, `grad_norm`, `keep_frozen_stats` and `label_smoothing` go to
-  `steps.train_step`.
+  `steps.train_step`; `cpu_kernels` picks XLA:CPU's kernels (`CPU_KERNELS`).
   """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
+  options = cpu_compiler_options(cpu_kernels, mode)
   devices = np.asarray(jax.devices())
   mesh = Mesh(devices, (DATA_AXIS,))
   check_batch_size(batch_size, len(devices))
@@ -217,7 +257,7 @@ def make_parallel(
           steps.eval_step, batch_size=eval_batch_size, num_examples=num_eval_examples,
           preprocess=preprocess, batch_sharding=batch,
       ),
-      out_shardings=replicated,
+      out_shardings=replicated, compiler_options=options,
   )
   common = dict(batch_size=batch_size, preprocess=preprocess, aux_loss_weight=aux_loss_weight,
                 augment=augment, grad_norm=grad_norm, keep_frozen_stats=keep_frozen_stats,
@@ -241,12 +281,12 @@ def make_parallel(
     train_fn = jax.jit(
         functools.partial(steps.train_step, **common),
         in_shardings=(replicated,) * 4, out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
+        donate_argnums=(0,), compiler_options=options,
     )
     train_many = jax.jit(
         functools.partial(steps.train_steps, isolate_steps=isolate_steps, **common),
         static_argnums=(5,), in_shardings=(replicated,) * 5, out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
+        donate_argnums=(0,), compiler_options=options,
     )
   on_batch = None
   if mode == "jit":
@@ -254,6 +294,6 @@ def make_parallel(
         functools.partial(steps.train_step_on_batch,
                           **{k: v for k, v in common.items() if k != "batch_size"}),
         in_shardings=(replicated, batch, batch), out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
+        donate_argnums=(0,), compiler_options=options,
     )
   return Parallel(mode, mesh, train_fn, eval_fn, train_many, on_batch)
