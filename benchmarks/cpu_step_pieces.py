@@ -10,7 +10,9 @@ conv forward, input gradient and kernel gradient of both convs, the dense layers
 backward, pooling and relu forward and backward, and the Adam update. Then whole steps: the
 Flax step, and the same step with the 5x5 convs written as an explicit patch matmul (im2col:
 shifted slices concatenated, one `[B*H*W, 25*C] @ [25*C, F]` product), which computes the
-same sums in another order. Prints milliseconds per call (median of repeats) and ratios.
+same sums in another order. Prints milliseconds per call (median of repeats) and ratios,
+and each JAX piece once more compiled as `config.cpu_convolutions='eigen'` compiles the steps
+(XLA's own Eigen convolutions instead of its YNNPACK library fusions; column `eigen ms`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import optax
 from jax import lax
 
 from cnn_jax.layers import Conv2D, Dense, Flatten, Pool, tiled_max_pool
+from cnn_jax.train.parallel import CPU_CONVOLUTIONS
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -254,10 +257,14 @@ def main() -> None:
 
   print(f"# {jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, "
         f"load average {os.getloadavg()}")
-  jax_ms = {}
+  jax_ms, eigen_ms = {}, {}
   for name, (fn, fargs) in jax_pieces(args.batch).items():
     jitted = jax.jit(fn)
     jax_ms[name] = ms_per_call(lambda f=jitted, a=fargs: jax.block_until_ready(f(*a)), args.repeats)
+    # config.cpu_convolutions='eigen': XLA's own convolutions, not its YNNPACK library fusions
+    jitted = jax.jit(fn, compiler_options=CPU_CONVOLUTIONS["eigen"])
+    eigen_ms[name] = ms_per_call(lambda f=jitted, a=fargs: jax.block_until_ready(f(*a)),
+                                 args.repeats)
   try:
     torch_ms = {}
     import torch
@@ -272,10 +279,11 @@ def main() -> None:
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads")
   except ImportError:
     torch_ms = {}
-  print(f"{'piece':<36}{'JAX ms':>9}{'torch ms':>10}{'JAX/torch':>11}")
+  print(f"{'piece':<36}{'JAX ms':>9}{'torch ms':>10}{'JAX/torch':>11}{'eigen ms':>10}")
   for name, ms in jax_ms.items():
     t = torch_ms.get(name)
-    print(f"{name:<36}{ms:>9.2f}" + (f"{t:>10.2f}{ms / t:>11.2f}" if t else f"{'-':>10}{'-':>11}"))
+    print(f"{name:<36}{ms:>9.2f}" + (f"{t:>10.2f}{ms / t:>11.2f}" if t else f"{'-':>10}{'-':>11}")
+          + f"{eigen_ms[name]:>10.2f}")
   steps = step_rates(args.batch, args.repeats)
   torch_step = steps.get("torch eager step")
   for name, ms in steps.items():

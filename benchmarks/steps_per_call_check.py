@@ -1,7 +1,7 @@
 """Does `steps_per_call=K` give the K=1 run's bits? Whole runs, compiled as a real run is.
 
   python benchmarks/steps_per_call_check.py [--k=4] [--devices=8] [--cases=bn_cnn,...]
-      [--cpu-kernels=default|eigen]
+      [--cpu-convolutions=default|eigen]
 
 Trains each case for one epoch on scikit-learn's digits at `steps_per_call=1` and at
 `--k` (log every 7 steps, save every 10, so calls are cut short as in a real run), with
@@ -10,7 +10,7 @@ per case whether `metrics.jsonl` and the saved variables are equal, and otherwis
 largest difference of the logged losses and of each variable. It runs on the CPU, where
 the guarantee holds, even on a machine with an accelerator. `--devices` splits the CPU
 into that many devices (set before JAX starts), for the `jit8` / `pmap8` cases.
-`--cpu-kernels` sets every case's `config.cpu_kernels` (the pmap cases run only with the
+`--cpu-convolutions` sets every case's `config.cpu_convolutions` (the pmap cases run only with the
 default: pmap takes no compiler options).
 """
 
@@ -54,7 +54,7 @@ def main() -> None:
   parser.add_argument("--k", type=int, default=4)
   parser.add_argument("--devices", type=int, default=8)
   parser.add_argument("--cases", default=",".join(CASES))
-  parser.add_argument("--cpu-kernels", default="default")
+  parser.add_argument("--cpu-convolutions", default="default")
   args = parser.parse_args()
   os.environ["JAX_PLATFORMS"] = "cpu"  # the guarantee is the CPU's (steps.train_steps)
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -78,16 +78,16 @@ def main() -> None:
     return lines, run.restore_variables()
 
   print(f"# python benchmarks/steps_per_call_check.py --k={args.k} --devices={args.devices}"
-        f" --cases={args.cases} --cpu-kernels={args.cpu_kernels}")
+        f" --cases={args.cases} --cpu-convolutions={args.cpu_convolutions}")
   print(f"# jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} devices")
   with tempfile.TemporaryDirectory() as tmp:
     for name in args.cases.split(","):
       config_file, overrides = CASES[name]
-      if args.cpu_kernels != "default":
+      if args.cpu_convolutions != "default":
         if overrides.get("parallelism") == "pmap":
-          print(f"{name:14s} skipped: cpu_kernels={args.cpu_kernels!r} runs with sharded jit only")
+          print(f"{name:14s} skipped: cpu_convolutions={args.cpu_convolutions!r} runs with sharded jit only")
           continue
-        overrides = {**overrides, "cpu_kernels": args.cpu_kernels}
+        overrides = {**overrides, "cpu_convolutions": args.cpu_convolutions}
       start = time.time()
       one_metrics, one_vars = run(pathlib.Path(tmp) / f"{name}_1", config_file, overrides)
       k_metrics, k_vars = run(pathlib.Path(tmp) / f"{name}_{args.k}", config_file,

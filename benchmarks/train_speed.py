@@ -15,8 +15,9 @@ For each workload, on whatever device JAX picks (JAX_PLATFORMS=cpu / cuda), in o
   preprocessing, and K steps per dispatch (`steps.train_steps`);
 * `plain Flax`: the same flax module, a minimal jitted `value_and_grad` + `optax.adam`
   update on a preprocessed batch already on the device;
-* on the CPU, the project step and the loop once more with `cpu_kernels='eigen'` (XLA's
-  own multi-threaded kernels instead of its YNNPACK library fusions: other rounding);
+* on the CPU, the project step and the loop once more with `cpu_convolutions='eigen'` (XLA's
+  own multi-threaded Eigen convolutions instead of its YNNPACK library fusions: other
+  rounding);
 * `torch eager`: the same architecture in PyTorch (when importable; ResNet-50 from
   torchvision, bf16 autocast and channels_last on a GPU);
 * `loop`: `cnn_jax.train.train_and_evaluate` on Fashion-MNIST for a fixed number of steps
@@ -155,14 +156,14 @@ def first_batch(s: Setup) -> tuple[jax.Array, jax.Array]:
   return data_lib.batch_from_permutation(s.images, s.labels, s.perm, 0, s.workload.batch)
 
 
-EIGEN_ROW = "project step, cpu_kernels='eigen'"
+EIGEN_ROW = "project step, cpu_convolutions='eigen'"
 
 # ---------------------------------------------------------------------------------------------
 # Contestants. Each returns (step, carry, images per call): `carry = step(carry, i)` runs call i.
 
 
 def project_step(s: Setup, *, grad_norm: bool | None = None, shardings: bool = True,
-                 cpu_kernels: str = "default"):
+                 cpu_convolutions: str = "default"):
   """The loop's compiled step (`make_parallel`), called as the loop calls it: the batch is
   `state.step % steps_per_epoch` of the permutation, so no argument comes from the host."""
   grad_norm = bool(s.config.tensorboard) if grad_norm is None else grad_norm
@@ -170,7 +171,7 @@ def project_step(s: Setup, *, grad_norm: bool | None = None, shardings: bool = T
   if shardings:
     fn = make_parallel(
         "jit", batch_size=b, eval_batch_size=b, num_eval_examples=b,
-        preprocess=s.preprocess, grad_norm=grad_norm, cpu_kernels=cpu_kernels,
+        preprocess=s.preprocess, grad_norm=grad_norm, cpu_convolutions=cpu_convolutions,
     ).train_step
   else:
     fn = jax.jit(
@@ -416,7 +417,7 @@ class _LoopRates(py_logging.Handler):
 
 
 def loop_throughput(w: Workload, steps_per_call: int, interval: int, intervals: int,
-                    cpu_kernels: str = "default") -> float:
+                    cpu_convolutions: str = "default") -> float:
   """img/s of `train_and_evaluate` over `intervals` log intervals of `interval` steps, after a
   first interval that holds the compilation: one epoch of exactly those steps (a labelled
   subset of Fashion-MNIST), checkpoint and evaluation only at the end (after the last log)."""
@@ -437,7 +438,7 @@ def loop_throughput(w: Workload, steps_per_call: int, interval: int, intervals: 
   config.num_epochs = 1
   config.log_every_steps = interval
   config.steps_per_call = steps_per_call
-  config.cpu_kernels = cpu_kernels
+  config.cpu_convolutions = cpu_convolutions
   config.checkpoint_every_steps = 0
   handler = _LoopRates()
   absl_logger = py_logging.getLogger("absl")
@@ -529,8 +530,8 @@ def run_workload(name: str, w: Workload, args, timing: Timing, log) -> dict[str,
   }
   if torch_available() and not args.no_torch:
     contestants["torch eager step"] = Timed(torch_step(w), torch_sync)
-  if jax.default_backend() == "cpu":  # XLA's own kernels instead of its library fusions
-    contestants[EIGEN_ROW] = Timed(project_step(s, cpu_kernels="eigen"))
+  if jax.default_backend() == "cpu":  # XLA's own convolutions, not its library fusions
+    contestants[EIGEN_ROW] = Timed(project_step(s, cpu_convolutions="eigen"))
   if name in args.diagnose:
     contestants.update({
         "  - gradient-norm metric (tensorboard=False)": Timed(project_step(s, grad_norm=False)),
@@ -550,16 +551,16 @@ def run_workload(name: str, w: Workload, args, timing: Timing, log) -> dict[str,
   del s, contestants
   if w.loop_data and name in args.loop_workloads:
     runs = [(k, "default") for k in args.loop_steps_per_call]
-    if jax.default_backend() == "cpu" and runs:  # the first K once more, with XLA's own kernels
+    if jax.default_backend() == "cpu" and runs:  # the first K again, with XLA's own convolutions
       runs.append((runs[0][0], "eigen"))
-    for k, cpu_kernels in runs:
+    for k, cpu_convolutions in runs:
       start = time.perf_counter()
       label = f"loop, steps_per_call={k}" + (
-          f", cpu_kernels='{cpu_kernels}'" if cpu_kernels != "default" else "")
+          f", cpu_convolutions='{cpu_convolutions}'" if cpu_convolutions != "default" else "")
       interval = max(args.loop_interval, k)
-      rows[label] = loop_throughput(w, k, interval, args.loop_intervals, cpu_kernels)
+      rows[label] = loop_throughput(w, k, interval, args.loop_intervals, cpu_convolutions)
       log(f"  {label:<44} {rows[label]:>12,.0f} img/s   ({time.perf_counter() - start:.0f} s)")
-      if args.profile_loop and cpu_kernels == "default":
+      if args.profile_loop and cpu_convolutions == "default":
         profile_loop(w, k, interval, args.loop_intervals, f"{name}, {label}", args.profile_loop)
   return rows
 

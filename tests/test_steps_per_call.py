@@ -32,9 +32,9 @@ def _run(tmp_path, name, **overrides):
   return run.metrics_path.read_text(), run.restore_variables()
 
 
-def _tiny(n: int, b: int, cpu_kernels: str = "default", **model):
+def _tiny(n: int, b: int, cpu_convolutions: str = "default", **model):
   """A digits CNN's initial state on `n` random 8x8 images, and its step and K-step call
-  compiled for batches of `b` (preprocessing and `cpu_kernels` as the loop's)."""
+  compiled for batches of `b` (preprocessing and `cpu_convolutions` as the loop's)."""
   config = load_config("configs/simple_cnn_digits.py", {f"model.{k}": v for k, v in model.items()})
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
@@ -43,7 +43,7 @@ def _tiny(n: int, b: int, cpu_kernels: str = "default", **model):
   tx, _ = create_optimizer(config.optimizer, n // b, n // b)
   state = steps.create_train_state(model_from_config(config), tx, jax.random.key(0), (8, 8, 1))
   kwargs = {"batch_size": b, "preprocess": lambda x: x.astype(jnp.float32) / 255}
-  options = parallel.cpu_compiler_options(cpu_kernels)
+  options = parallel.cpu_compiler_options(cpu_convolutions)
   one = jax.jit(functools.partial(steps.train_step, **kwargs), compiler_options=options)
   many = jax.jit(functools.partial(steps.train_steps, isolate_steps=True, **kwargs),
                  static_argnums=(5,), compiler_options=options)
@@ -62,20 +62,20 @@ def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, o
 
 
 @cpu_only
-@pytest.mark.parametrize(("model", "cpu_kernels"), [
+@pytest.mark.parametrize(("model", "cpu_convolutions"), [
     ({"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True}, "default"),
     ({"conv_features": (4, 8, 8), "dense_features": (16,), "batch_norm": True}, "default"),
     ({"conv_features": (), "dense_features": (32, 16)}, "default"),
     ({"conv_features": (8, 16), "dense_features": (32,), "batch_norm": True}, "eigen"),
-], ids=["bn_cnn", "bn_cnn_3_blocks", "mlp", "bn_cnn_eigen_kernels"])
-def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, cpu_kernels, optimized):
+], ids=["bn_cnn", "bn_cnn_3_blocks", "mlp", "bn_cnn_eigen_convolutions"])
+def test_k_steps_in_one_program_equal_k_programs_bit_for_bit(model, cpu_convolutions, optimized):
   """The step-level guarantee behind the loop's: parameters, BatchNorm statistics,
   optimiser state and metrics of `train_steps` (as `parallel.make_parallel` compiles it on the
   CPU) equal K single steps to the bit. Both of its measures count here: with
   `lax.scan` the gradient convolutions compile differently (the first block's kernel
   gradient differs after one step), and without `isolate_steps` the BatchNorm running
   means and the BatchNorm scales' Adam moments do (after two steps)."""
-  state, (images, labels, perm), one, many = _tiny(64, 16, cpu_kernels, **model)
+  state, (images, labels, perm), one, many = _tiny(64, 16, cpu_convolutions, **model)
   k = 3  # the differences this guards against showed after one and after two steps
   stepped, metrics = state, []
   for _ in range(k):

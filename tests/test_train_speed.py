@@ -61,8 +61,8 @@ def test_project_plain_flax_and_given_batch_steps_make_the_same_updates():
     _close(given.params, one.params)
   with pytest.raises(AssertionError):  # the comparison can fail: two steps differ from one
     _close(project.params, one.params)
-  if jax.default_backend() == "cpu":  # XLA's own kernels: the same update, other rounding
-    _close(_run(train_speed.project_step(s, cpu_kernels="eigen"), 2).params, project.params)
+  if jax.default_backend() == "cpu":  # XLA's own convolutions: the same update, other rounding
+    _close(_run(train_speed.project_step(s, cpu_convolutions="eigen"), 2).params, project.params)
 
 
 def test_torch_peers_have_the_flax_models_parameter_counts():
@@ -88,11 +88,11 @@ def test_main_reports_every_row_and_writes_the_files(tmp_path):
         f"--profile-loop={tmp_path / 'profile.txt'}",
     ])
   rows = payload["img_per_s"]["tiny"]
-  cpu = jax.default_backend() == "cpu"  # two more rows there: step and loop, eigen kernels
+  cpu = jax.default_backend() == "cpu"  # two more rows there: step and loop, eigen convolutions
   assert len(rows) == 9 + 2 * cpu and all(rate > 0 for rate in rows.values())
   assert "loop, steps_per_call=2" in out.read_text()
   if cpu:
-    assert train_speed.EIGEN_ROW in rows and "loop, steps_per_call=1, cpu_kernels='eigen'" in rows
+    assert train_speed.EIGEN_ROW in rows and "loop, steps_per_call=1, cpu_convolutions='eigen'" in rows
   assert json.loads(out.with_suffix(".json").read_text())["machine"]["git_commit"]
   profile = (tmp_path / "profile.txt").read_text()  # each loop once more, under cProfile
   assert profile.count("# tiny, loop, steps_per_call=") == 2 and "loop.py" in profile

@@ -38,7 +38,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.deterministic": True,  # XLA's deterministic-ops flag; the CPU ignores it (issue 17)
     "train.compilation_cache": None,  # where compiled steps are cached, not what they compute
     "train.label_smoothing": 0.0,
-    "train.cpu_kernels": "default",  # XLA:CPU's own choice of kernels (issue 17)
+    "train.cpu_convolutions": "default",  # XLA:CPU's own choice of kernels (issue 17)
     "features.transform_sqrt": False,  # hog: square root of the image first (issue 19)
 }
 

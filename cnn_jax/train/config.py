@@ -89,12 +89,12 @@ def default_train_config() -> ml_collections.ConfigDict:
   # starts: a GPU run killed and resumed ends bit-identical to an uninterrupted one, as on
   # the CPU. Costs some GPU speed (benchmarks/results/); nothing on a CPU.
   config.deterministic = True
-  # XLA:CPU's kernels for the steps' convolutions, matrix products and reductions
-  # (parallel.CPU_KERNELS): "default" (XLA's choice: YNNPACK library fusions, one thread
-  # each; the committed tables) or "eigen" (XLA's own kernels on every core: 1.3-1.9x faster
-  # steps on the 2-core Xeon, other rounding, bits that depend on the core count). Off the
-  # CPU it changes nothing; with parallelism='jit' only.
-  config.cpu_kernels = "default"
+  # XLA:CPU's kernels for the steps' convolutions (parallel.CPU_CONVOLUTIONS): "default"
+  # (XLA's choice: YNNPACK library fusions, one thread each; every committed table) or
+  # "eigen" (XLA's own Eigen convolutions on every core: faster steps on the 2-core Xeon,
+  # README "Speed"; other rounding, bits that depend on the core count). Off the CPU it
+  # changes nothing; with parallelism='jit' only.
+  config.cpu_convolutions = "default"
 
   config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption
   config.keep_checkpoints = 3

@@ -137,7 +137,7 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
       grad_norm=bool(config.tensorboard),
       keep_frozen_stats=keep_frozen_stats(config.train_only) if config.train_only else None,
       label_smoothing=float(config.label_smoothing),
-      cpu_kernels=config.get("cpu_kernels", "default"),
+      cpu_convolutions=config.get("cpu_convolutions", "default"),
   )
   startup.mark("setup_done")
   return Setup(
@@ -182,11 +182,11 @@ def _log_trained(params: Any, train_only: tuple[str, ...]) -> None:
 
 
 # Fields that say where and how a run executes, not what it computes (two change the last
-# bits: `deterministic` on a GPU, `cpu_kernels` on the CPU): a run may resume on another
+# bits: `deterministic` on a GPU, `cpu_convolutions` on the CPU): a run may resume on another
 # device count, with pmap instead of sharded jit, as another process, or with other kernels.
 PLACEMENT_FIELDS = (
     "parallelism", "distributed", "steps_per_call", "deterministic", "compilation_cache",
-    "data.stream_threads", "cpu_kernels",
+    "data.stream_threads", "cpu_convolutions",
 )
 # Fields that say what a run reports besides metrics.jsonl; a resumed run may change them.
 REPORTING_FIELDS = ("tensorboard",)

@@ -38,16 +38,19 @@ from cnn_jax.train import steps
 DATA_AXIS = "data"
 MODES = ("jit", "pmap")
 
-# `config.cpu_kernels`: which kernels XLA:CPU runs the steps' convolutions, matrix products
-# and reductions with. "default" is what XLA does unasked: in jaxlib 0.10 it hands them to
-# YNNPACK "library fusions", which run on one thread and give the same bits whatever the
-# core count (every committed table was computed so). "eigen" turns those fusions off, so
-# XLA runs them with its own Eigen kernels on every core: other rounding, bits that depend
-# on the number of cores, and much faster steps on the 2-core Xeon this project measures on
-# (2-conv CNN 1.5x, LeNet-5 1.9x; benchmarks/results/train_speed_cpu_kernels.txt).
-CPU_KERNELS = {
+# `config.cpu_convolutions`: which kernels XLA:CPU runs the steps' convolutions with.
+# "default" is what XLA does unasked: in jaxlib 0.10 it hands convolutions (and matrix
+# products and reductions) to YNNPACK "library fusions"; a convolution's runs on one thread
+# (the 2-conv CNN's 5x5 conv2 kernel gradient takes as long on one core as on two), with the
+# same bits whatever the core count; every committed table was computed so. "eigen" asks for
+# every library fusion type XLA uses by default except convolutions, so XLA runs those with
+# its own Eigen kernels on every core: other rounding, bits that depend on the number of
+# cores, and faster steps on the 2-core Xeon this project measures on
+# (benchmarks/results/train_speed_cpu.txt, cpu_step_pieces_cpu.txt).
+CPU_CONVOLUTIONS = {
     "default": None,
-    "eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type":
+              "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"},
 }
 
 
@@ -89,28 +92,29 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
   )
 
 
-def cpu_compiler_options(cpu_kernels: str, mode: str = "jit") -> dict[str, Any] | None:
-  """The `compiler_options` of the steps' `jax.jit`s for `config.cpu_kernels` (None: XLA's
-  defaults, and always off the CPU, where the choice does not apply)."""
-  if cpu_kernels not in CPU_KERNELS:
+def cpu_compiler_options(cpu_convolutions: str, mode: str = "jit") -> dict[str, Any] | None:
+  """The `compiler_options` of the steps' `jax.jit`s for `config.cpu_convolutions` (None:
+  XLA's defaults, and always off the CPU, where the choice does not apply)."""
+  if cpu_convolutions not in CPU_CONVOLUTIONS:
     raise ConfigError(
-        f"Unknown cpu_kernels {cpu_kernels!r}. Known: {', '.join(map(repr, CPU_KERNELS))}."
+        f"Unknown cpu_convolutions {cpu_convolutions!r}. "
+        f"Known: {', '.join(map(repr, CPU_CONVOLUTIONS))}."
     )
-  options = CPU_KERNELS[cpu_kernels]
+  options = CPU_CONVOLUTIONS[cpu_convolutions]
   if options is None or jax.default_backend() != "cpu":
     return None
   if mode == "pmap":
     raise ConfigError(
-        f"cpu_kernels={cpu_kernels!r} needs parallelism='jit' (jax.pmap takes no compiler "
-        "options); set --config.parallelism=jit or --config.cpu_kernels=default."
+        f"cpu_convolutions={cpu_convolutions!r} needs parallelism='jit' (jax.pmap takes no "
+        "compiler options); set --config.parallelism=jit or --config.cpu_convolutions=default."
     )
   try:  # an XLA that no longer knows the option says so here, not in the first step
     jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
   except Exception as e:  # noqa: BLE001 - XLA reports an unknown option as a runtime error
     raise ConfigError(
-        f"cpu_kernels={cpu_kernels!r} sets XLA options {options}, which this jaxlib "
+        f"cpu_convolutions={cpu_convolutions!r} sets XLA options {options}, which this jaxlib "
         f"({jax.__version__}) rejects ({str(e).splitlines()[0]}); use "
-        "--config.cpu_kernels=default."
+        "--config.cpu_convolutions=default."
     ) from None
   return options
 
@@ -236,16 +240,16 @@ def make_parallel(
     grad_norm: bool = False,
     keep_frozen_stats: Callable[[Any, Any], Any] | None = None,
     label_smoothing: float = 0.0,
-    cpu_kernels: str = "default",
+    cpu_convolutions: str = "default",
 ) -> Parallel:
   """Builds the mesh and the compiled train / eval steps for `mode` ('jit' or 'pmap').
 
   `aux_loss_weight`, `augment`, `grad_norm`, `keep_frozen_stats` and `label_smoothing` go to
-  `steps.train_step`; `cpu_kernels` picks XLA:CPU's kernels (`CPU_KERNELS`).
+  `steps.train_step`; `cpu_convolutions` picks XLA:CPU's kernels (`CPU_CONVOLUTIONS`).
   """
   if mode not in MODES:
     raise ConfigError(f"Unknown parallelism {mode!r}. Known: {', '.join(MODES)}.")
-  options = cpu_compiler_options(cpu_kernels, mode)
+  options = cpu_compiler_options(cpu_convolutions, mode)
   devices = np.asarray(jax.devices())
   mesh = Mesh(devices, (DATA_AXIS,))
   check_batch_size(batch_size, len(devices))
