@@ -90,10 +90,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   # the CPU. Costs some GPU speed (benchmarks/results/); nothing on a CPU.
   config.deterministic = True
   # XLA:CPU's kernels for the steps' convolutions (parallel.CPU_CONVOLUTIONS): "default"
-  # (XLA's choice: YNNPACK library fusions, one thread each; every committed table) or
-  # "eigen" (XLA's own Eigen convolutions on every core: faster steps on the 2-core Xeon,
-  # README "Speed"; other rounding, bits that depend on the core count). Off the CPU it
-  # changes nothing; with parallelism='jit' only.
+  # (XLA's choice: YNNPACK library fusions; every committed table) or "eigen" (XLA's own
+  # Eigen convolutions on every core: faster steps on the 2-core Xeon, see the README; other
+  # rounding, bits that may depend on the core count). Off the CPU it changes nothing; with
+  # parallelism='jit' only.
   config.cpu_convolutions = "default"
 
   config.checkpoint_every_steps = 500  # 0 = only at the end and on preemption

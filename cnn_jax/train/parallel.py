@@ -40,13 +40,14 @@ MODES = ("jit", "pmap")
 
 # `config.cpu_convolutions`: which kernels XLA:CPU runs the steps' convolutions with.
 # "default" is what XLA does unasked: in jaxlib 0.10 it hands convolutions (and matrix
-# products and reductions) to YNNPACK "library fusions"; a convolution's runs on one thread
-# (the 2-conv CNN's 5x5 conv2 kernel gradient takes as long on one core as on two), with the
-# same bits whatever the core count; every committed table was computed so. "eigen" asks for
-# every library fusion type XLA uses by default except convolutions, so XLA runs those with
-# its own Eigen kernels on every core: other rounding, bits that depend on the number of
-# cores, and faster steps on the 2-core Xeon this project measures on
-# (benchmarks/results/train_speed_cpu.txt, cpu_step_pieces_cpu.txt).
+# products and reductions) to YNNPACK "library fusions" (the 2-conv CNN's 5x5 conv2 kernel
+# gradient runs on one thread there: as long on one core as on two); every committed table
+# was computed so. "eigen" asks for every library fusion type XLA uses by default except
+# convolutions, so XLA runs those with its own Eigen kernels on every core: faster steps on
+# the 2-core Xeon this project measures on (benchmarks/results/train_speed_cpu.txt,
+# cpu_step_pieces_cpu.txt), other rounding, and bits that may depend on the number of cores
+# (Eigen splits the work by thread: a kernel gradient differed in its last bits between one
+# core and two).
 CPU_CONVOLUTIONS = {
     "default": None,
     "eigen": {"xla_cpu_experimental_ynn_fusion_type":
