@@ -10,8 +10,8 @@ per case whether `metrics.jsonl` and the saved variables are equal, and otherwis
 largest difference of the logged losses and of each variable. It runs on the CPU, where
 the guarantee holds, even on a machine with an accelerator. `--devices` splits the CPU
 into that many devices (set before JAX starts), for the `jit8` / `pmap8` cases.
-`--cpu-convolutions` sets every case's `config.cpu_convolutions` (the pmap cases run only with the
-default: pmap takes no compiler options).
+`--cpu-convolutions` sets every case's `config.cpu_convolutions` (the pmap cases run only
+with the default: pmap takes no compiler options).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> None:
       config_file, overrides = CASES[name]
       if args.cpu_convolutions != "default":
         if overrides.get("parallelism") == "pmap":
-          print(f"{name:14s} skipped: cpu_convolutions={args.cpu_convolutions!r} runs with sharded jit only")
+          print(f"{name:14s} skipped: cpu_convolutions={args.cpu_convolutions!r} needs sharded jit")
           continue
         overrides = {**overrides, "cpu_convolutions": args.cpu_convolutions}
       start = time.time()
