@@ -38,6 +38,21 @@ def subprocess_env(*paths: pathlib.Path, **overrides: str) -> dict[str, str]:
   return {**os.environ, "PYTHONPATH": os.pathsep.join(path), **overrides}
 
 
+def small_digits_cnn_run(workdir: pathlib.Path, **overrides) -> tuple[str, dict]:
+  """Trains a small digits CNN for one epoch (22 steps of 64; logs every 7, saves every 10)
+  in `workdir`; returns its metrics.jsonl text and saved variables, for tests of bits."""
+  from cnn_jax.run import Run
+  from cnn_jax.train import train_and_evaluate
+  from cnn_jax.train.config import load_config
+
+  config = load_config("configs/simple_cnn_digits.py", {
+      "num_epochs": 1, "batch_size": 64, "log_every_steps": 7, "checkpoint_every_steps": 10,
+      "model.conv_features": (8, 16), "model.dense_features": (32,), **overrides})
+  train_and_evaluate(config, str(workdir))
+  run = Run(workdir)
+  return run.metrics_path.read_text(), run.restore_variables()
+
+
 @pytest.fixture
 def optimized():
   """Compiles in-process with XLA's default optimisations, as a real run does, for tests of

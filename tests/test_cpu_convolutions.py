@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from conftest import small_digits_cnn_run
 
 from cnn_jax.errors import ConfigError
-from cnn_jax.run import Run
 from cnn_jax.train import parallel, train_and_evaluate
 from cnn_jax.train.config import load_config
 
@@ -14,24 +14,17 @@ cpu_only = pytest.mark.skipif(
 
 
 def _config(**overrides):
-  return load_config("configs/simple_cnn_digits.py", {
-      "num_epochs": 1, "batch_size": 64, "log_every_steps": 11,
-      "model.conv_features": (8, 16), "model.dense_features": (32,), **overrides})
-
-
-def _run(tmp_path, name, **overrides):
-  train_and_evaluate(_config(**overrides), str(tmp_path / name))
-  run = Run(tmp_path / name)
-  return run.metrics_path.read_text(), run.restore_variables()
+  return load_config("configs/simple_cnn_digits.py", {"num_epochs": 1, **overrides})
 
 
 @cpu_only
 def test_eigen_convolutions_give_other_rounding_and_the_same_bits_every_time(tmp_path, optimized):
   """Compiled as a real run is (`optimized`): "eigen" reaches XLA (the logged losses differ
   from the default convolutions' in the last bits) and is as reproducible as the default."""
-  default_metrics, _ = _run(tmp_path, "default")
-  metrics, variables = _run(tmp_path, "eigen", cpu_convolutions="eigen")
-  again_metrics, again_variables = _run(tmp_path, "eigen_again", cpu_convolutions="eigen")
+  default_metrics, _ = small_digits_cnn_run(tmp_path / "default")
+  metrics, variables = small_digits_cnn_run(tmp_path / "eigen", cpu_convolutions="eigen")
+  again_metrics, again_variables = small_digits_cnn_run(
+      tmp_path / "eigen_again", cpu_convolutions="eigen")
   assert metrics == again_metrics
   jax.tree.map(np.testing.assert_array_equal, variables, again_variables)
   assert metrics != default_metrics

@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, subprocess_env
+from conftest import REPO, small_digits_cnn_run, subprocess_env
 
 from cnn_jax.models import model_from_config
-from cnn_jax.run import Run
-from cnn_jax.train import loop, parallel, steps, train_and_evaluate
+from cnn_jax.train import loop, parallel, steps
 from cnn_jax.train.config import load_config
 from cnn_jax.train.optim import create_optimizer
 
@@ -21,15 +20,6 @@ from cnn_jax.train.optim import create_optimizer
 # fuses and rounds by its own rules.
 cpu_only = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="K steps = K=1 bit for bit is promised on the CPU")
-
-
-def _run(tmp_path, name, **overrides):
-  config = load_config("configs/simple_cnn_digits.py", {
-      "num_epochs": 1, "batch_size": 64, "log_every_steps": 7, "checkpoint_every_steps": 10,
-      "model.conv_features": (8, 16), "model.dense_features": (32,), **overrides})
-  train_and_evaluate(config, str(tmp_path / name))
-  run = Run(tmp_path / name)
-  return run.metrics_path.read_text(), run.restore_variables()
 
 
 def _tiny(n: int, b: int, cpu_convolutions: str = "default", **model):
@@ -53,10 +43,10 @@ def _tiny(n: int, b: int, cpu_convolutions: str = "default", **model):
 @cpu_only
 @pytest.mark.parametrize("model", [{}, {"model.batch_norm": True}], ids=["plain", "batch_norm"])
 def test_k_steps_per_call_equal_one_step_per_call_bit_for_bit(tmp_path, model, optimized):
-  one_metrics, one_vars = _run(tmp_path, "k1", **model)
+  one_metrics, one_vars = small_digits_cnn_run(tmp_path / "k1", **model)
   # K=4 with logs every 7 steps, saves every 10 and 22 steps an epoch: calls of 4, 3, 2
   # and 1 steps (each length is a program of its own), cut short at every kind of boundary.
-  metrics, variables = _run(tmp_path, "k4", steps_per_call=4, **model)
+  metrics, variables = small_digits_cnn_run(tmp_path / "k4", steps_per_call=4, **model)
   assert metrics == one_metrics
   jax.tree.map(np.testing.assert_array_equal, variables, one_vars)
 

@@ -92,7 +92,8 @@ def test_main_reports_every_row_and_writes_the_files(tmp_path):
   assert len(rows) == 9 + 2 * cpu and all(rate > 0 for rate in rows.values())
   assert "loop, steps_per_call=2" in out.read_text()
   if cpu:
-    assert train_speed.EIGEN_ROW in rows and "loop, steps_per_call=1, cpu_convolutions='eigen'" in rows
+    assert train_speed.EIGEN_ROW in rows
+    assert "loop, steps_per_call=1, cpu_convolutions='eigen'" in rows
   assert json.loads(out.with_suffix(".json").read_text())["machine"]["git_commit"]
   profile = (tmp_path / "profile.txt").read_text()  # each loop once more, under cProfile
   assert profile.count("# tiny, loop, steps_per_call=") == 2 and "loop.py" in profile
