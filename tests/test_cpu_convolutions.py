@@ -65,3 +65,10 @@ def test_unknown_convolutions_and_pmap_are_refused_before_the_workdir(tmp_path):
     with pytest.raises(ConfigError, match="needs parallelism='jit'"):
       train_and_evaluate(_config(cpu_convolutions="eigen", parallelism="pmap"), str(tmp_path / "p"))
     assert not (tmp_path / "p").exists()
+
+
+@cpu_only
+def test_an_option_this_jaxlib_does_not_know_is_a_config_error(monkeypatch):
+  monkeypatch.setitem(parallel.CPU_CONVOLUTIONS, "eigen", {"xla_cpu_no_such_option_zz": 1})
+  with pytest.raises(ConfigError, match="rejects .*no_such_option_zz.*cpu_convolutions=default"):
+    parallel.cpu_compiler_options("eigen")
