@@ -53,16 +53,6 @@ def small_digits_cnn_run(workdir: pathlib.Path, **overrides) -> tuple[str, dict]
   return run.metrics_path.read_text(), run.restore_variables()
 
 
-def pytest_configure(config):
-  """With `-n` and no `--dist` of the caller's, each test file runs in one worker (xdist's
-  `loadfile`), so a file's module-scoped fixtures (a tiny benchmark suite, a pre-training
-  suite) run once instead of once per worker. Here rather than in pyproject's `addopts`,
-  where `--dist` would stop every pytest run without pytest-xdist."""
-  chosen = any(str(a) == "-d" or str(a).startswith("--dist") for a in config.invocation_params.args)
-  if getattr(config.option, "dist", "no") == "load" and not chosen:
-    config.option.dist = "loadfile"
-
-
 @pytest.fixture
 def optimized():
   """Compiles in-process with XLA's default optimisations, as a real run does, for tests of
