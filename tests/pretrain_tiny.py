@@ -27,7 +27,7 @@ def register() -> None:
     ))
     for n in SIZES[arch]:
       budget = {"data.name": "digits", **model, "num_epochs": 6400 // n, "batch_size": 50,
-                "eval_every_epochs": 3200 // n, "checkpoint_every_steps": 10,
+                "eval_every_epochs": 3200 // n, "checkpoint_every_steps": 0,
                 "log_every_steps": 16}
       benchmark.register(benchmark.Experiment(
           name=f"{arch}_scratch_{n}", kind="learned", representation=f"{arch} scratch {n}",
