@@ -53,6 +53,30 @@ def small_digits_cnn_run(workdir: pathlib.Path, **overrides) -> tuple[str, dict]
   return run.metrics_path.read_text(), run.restore_variables()
 
 
+def built_once(tmp_path_factory, name: str, build) -> pathlib.Path:
+  """A folder `build(folder)` fills once per test session, shared by the xdist workers.
+
+  For module fixtures whose output the tests only read (a suite's workdir): under
+  `pytest -n 2` each worker would otherwise run the whole suite again. The first worker
+  to ask builds it under a file lock; the others wait and reuse it. A build that fails
+  leaves no mark of completion, so the next worker to ask tries again (and fails alike)."""
+  import fcntl
+  import shutil
+
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the session's folder, above the workers' own
+  folder, done = root / f"built_{name}", root / f"built_{name}.done"
+  with open(root / f"built_{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+      folder.mkdir()
+      build(folder)
+      done.touch()
+  return folder
+
+
 @pytest.fixture
 def optimized():
   """Compiles in-process with XLA's default optimisations, as a real run does, for tests of

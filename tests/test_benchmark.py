@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from bench_tiny import SUITE, register
-from conftest import REPO, subprocess_env
+from conftest import REPO, built_once, subprocess_env
 
 from cnn_jax import benchmark, data
 from cnn_jax.benchmark import tables
@@ -23,9 +23,8 @@ register()
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> pathlib.Path:
-  workdir = tmp_path_factory.mktemp("suite_a")
-  benchmark.run_suite(SUITE, "digits", 2, workdir)
-  return workdir
+  return built_once(tmp_path_factory, "suite_a",
+                    lambda workdir: benchmark.run_suite(SUITE, "digits", 2, workdir))
 
 
 def test_suite_writes_results_tables_and_plots(first_run):

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, built_once
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.train.parallel import check_batch_size
@@ -51,16 +51,12 @@ def losses(workdir: pathlib.Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory) -> pathlib.Path:
-  workdir = tmp_path_factory.mktemp("one_device")
-  run(workdir, 1)
-  return workdir
+  return built_once(tmp_path_factory, "one_device", lambda workdir: run(workdir, 1))
 
 
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory) -> pathlib.Path:
-  workdir = tmp_path_factory.mktemp("eight_devices")
-  run(workdir, 8)
-  return workdir
+  return built_once(tmp_path_factory, "eight_devices", lambda workdir: run(workdir, 8))
 
 
 def test_sharded_jit_and_pmap_match_one_device(one_device, eight_devices, tmp_path):

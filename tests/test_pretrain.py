@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, subprocess_env
+from conftest import REPO, built_once, subprocess_env
 from pretrain_tiny import KILL_SUITE, SUITE, register
 
 from cnn_jax import benchmark, data
@@ -28,9 +28,8 @@ def _pretrain_experiment(arch: str):
 
 @pytest.fixture(scope="module")
 def suite_run(tmp_path_factory) -> pathlib.Path:
-  workdir = tmp_path_factory.mktemp("pretrain_suite")
-  benchmark.run_suite(SUITE, "digits", 1, workdir)
-  return workdir
+  return built_once(tmp_path_factory, "pretrain_suite",
+                    lambda workdir: benchmark.run_suite(SUITE, "digits", 1, workdir))
 
 
 @pytest.mark.parametrize("arch", ["tmlp", "tconv"])
