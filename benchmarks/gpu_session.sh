@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short GPU lease's checks and timings (issue 17, 18), run from the repo root
 # (GPU_STEPS="gpu_suite pool_speed ..." picks the steps; see the s_* functions below):
-#   carry .whl (wheels of what the GPU image lacks) and .gpudata (Fashion-MNIST's four .gz files).
+#   carry .whl (wheels of what the GPU image lacks) and .gpudata (Fashion-MNIST's four .gz files),
+#   both made beforehand, here, by `bash benchmarks/gpu_prepare.sh`.
 # Each step has its own time limit; logs and each run's summary/config/metrics go to $LOGS,
 # packed after every step into $OUT/session.tgz (a lease returns only a few files, so one
 # archive: a step cut off by the lease loses nothing done before it). Last lines: a summary.
