@@ -21,9 +21,9 @@ import sys
 import jax
 
 sys.path.insert(0, os.path.dirname(__file__))
-import train_speed as ts  # noqa: E402  (the workloads and the timing of benchmarks/train_speed.py)
+import train_speed as ts  # the workloads and the timing of benchmarks/train_speed.py
 
-from cnn_jax.train import parallel  # noqa: E402
+from cnn_jax.train import parallel
 
 SETS = {  # label -> the option's value (each type prefixed LIBRARY_FUSION_TYPE_)
     "eigen (config.cpu_convolutions)": "INDIVIDUAL_DOT,REDUCE",
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> list[str]:
   info = ts.machine_info()
   lines = [
       f"# python benchmarks/ynn_fusion_types.py --workloads={args.workloads} --repeats={args.repeats}",
-      f"# {info['cpu']} ({info['cpu_count']} CPUs), jax {info['jax']}, commit "
-      f"{(info['git_commit'] or '?')[:10]}{' (dirty)' if info['git_dirty'] else ''}, load average "
-      f"{tuple(round(x, 2) for x in info['load_average_start'])}",
+      (f"# {info['cpu']} ({info['cpu_count']} CPUs), jax {info['jax']}, commit "
+       f"{(info['git_commit'] or '?')[:10]}{' (dirty)' if info['git_dirty'] else ''}, load "
+       f"average {tuple(round(x, 2) for x in info['load_average_start'])}"),
   ]
   for name in args.workloads.split(","):
     s = ts.build(ts.WORKLOADS[name])
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     rates = ts.throughputs(contestants, timing)
     base = rates["XLA's default"]
     lines.append(f"{name}: img/s (median of {args.repeats}), and against XLA's default")
-    lines += [f"  {label:62s} {rate:8,.0f}  {rate / base:5.2f}x" for label, rate in rates.items()]
+    lines += [f"  {label:76s} {rate:8,.0f}  {rate / base:5.2f}x" for label, rate in rates.items()]
     print("\n".join(lines[-len(rates) - 1:]), flush=True)
   lines.append(f"# load average at end {tuple(round(x, 2) for x in os.getloadavg())}")
   if args.out:
