@@ -25,8 +25,8 @@ import train_speed as ts  # the workloads and the timing of benchmarks/train_spe
 
 from cnn_jax.train import parallel
 
+EIGEN = "eigen (config.cpu_convolutions)"  # the project's own choice, timed as the loop runs it
 SETS = {  # label -> the option's value (each type prefixed LIBRARY_FUSION_TYPE_)
-    "eigen (config.cpu_convolutions)": "INDIVIDUAL_DOT,REDUCE",
     "eigen + ELTWISE": "INDIVIDUAL_DOT,REDUCE,ELTWISE",
     "DOT,REDUCE": "DOT,REDUCE",
     "DOT,REDUCE,ELTWISE": "DOT,REDUCE,ELTWISE",
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> list[str]:
   ]
   for name in args.workloads.split(","):
     s = ts.build(ts.WORKLOADS[name])
-    contestants = {"XLA's default": ts.Timed(ts.project_step(s))}
-    for label, types in SETS.items():
+    contestants = {"XLA's default": ts.Timed(ts.project_step(s)),
+                   EIGEN: ts.Timed(ts.project_step(s, cpu_convolutions="eigen"))}
+    for label, types in SETS.items():  # registered as cpu_convolutions choices, XLA-checked alike
       parallel.CPU_CONVOLUTIONS[label] = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
           f"LIBRARY_FUSION_TYPE_{t}" for t in types.split(","))}
       contestants[f"{label}: {types}"] = ts.Timed(ts.project_step(s, cpu_convolutions=label))
